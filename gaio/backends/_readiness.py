@@ -1,0 +1,225 @@
+"""Completions emulated on a readiness facility (shared by epoll and kqueue).
+
+Readiness facilities say "this descriptor may now be readable"; gaio's engine
+interface speaks in completions ("this receive moved 37 bytes"). The bridge is
+the one the Go original uses:
+
+* Try the system call at once. Most of the time on a busy connection the bytes
+  are already there (or the socket buffer has room), and the operation completes
+  without ever touching the poller.
+* On ``EAGAIN`` park the operation on its descriptor, one slot per direction
+  (the front end never has more than one receive and one send outstanding per
+  descriptor, so a slot, not a queue, is enough).
+* Descriptors are registered once, edge-triggered, for both directions. An edge
+  arrives only on a change, so a parked operation is retried on every edge of
+  its direction and re-parked on ``EAGAIN``; nothing is ever "remembered" as
+  ready, because every new operation tries the call first anyway. Errors and
+  hang-ups wake both directions: the retried call itself then reports the error
+  (``ECONNRESET``, ``EPIPE``) or end of stream.
+* Swap-buffer receives (``buf=None``) read into one region of ``bufsize`` bytes
+  that is carved up front to back during a cycle and handed back whole by
+  ``recycle()`` at the start of the next ``wait_io``. When the region is too
+  full for another useful read, swap receives wait for the next cycle (they are
+  "starved", not failed); there is always a next cycle because the results that
+  filled the region are on their way to the user.
+
+Subclasses supply four things: register/unregister a descriptor, arm the
+wake-up, and poll for ``(fd, readable, writable)`` events.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from abc import ABC, abstractmethod
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .base import Completion
+
+_ECANCELED = -errno.ECANCELED
+_readv = os.readv
+_write = os.write
+
+# A swap receive needs at least this much room in the region (or the whole
+# region, if it is smaller); below it, it waits for the next cycle.
+MIN_SWAP_ROOM = 2048
+
+
+class ReadinessEngine(ABC):
+    """Base of the epoll and kqueue engines: try at once, park on EAGAIN."""
+
+    name = "readiness"
+
+    def __init__(self, bufsize: int) -> None:
+        self._swap = memoryview(bytearray(bufsize))
+        self._swap_used = 0
+        self._min_room = min(bufsize, MIN_SWAP_ROOM)
+        # fd -> (tag, memoryview or None for swap); one slot per direction.
+        self._parked_recv: Dict[int, Tuple[int, Optional[memoryview]]] = {}
+        self._parked_send: Dict[int, Tuple[int, memoryview]] = {}
+        # tag -> fd, for cancel(); only parked operations are listed.
+        self._parked_tags: Dict[int, int] = {}
+        # fds whose swap receive awaits room in the region, oldest first
+        self._starved: Dict[int, None] = {}
+        self._done: List[Completion] = []
+        self._closed = False
+
+    # -- to be supplied by subclasses ----------------------------------------
+    @abstractmethod
+    def _register(self, fd: int) -> None:
+        ...
+
+    @abstractmethod
+    def _unregister(self, fd: int) -> None:
+        ...
+
+    @abstractmethod
+    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool]]:
+        """Events as (fd, readable, writable); the wake-up is filtered out."""
+
+    @abstractmethod
+    def _close_poller(self) -> None:
+        ...
+
+    # -- the engine interface -------------------------------------------------
+    def attach(self, fd: int) -> None:
+        self._register(fd)
+
+    def detach(self, fd: int) -> None:
+        try:
+            self._unregister(fd)
+        except OSError:
+            pass  # already gone (closed behind our back): nothing to undo
+
+    def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+        if buf is None:
+            if len(self._swap) - self._swap_used < self._min_room:
+                self._park_recv(tag, fd, None)
+                self._starved[fd] = None
+                return
+            done = self._recv_swap(tag, fd)
+        else:
+            done = self._recv_into(tag, fd, buf)
+        if not done:
+            self._park_recv(tag, fd, buf)
+
+    def send(self, tag: int, fd: int, buf: memoryview) -> None:
+        if not self._send(tag, fd, buf):
+            self._parked_send[fd] = (tag, buf)
+            self._parked_tags[tag] = fd
+
+    def cancel(self, tag: int) -> None:
+        fd = self._parked_tags.pop(tag, None)
+        if fd is None:
+            return  # completed already (its completion is queued) or unknown
+        entry = self._parked_recv.get(fd)
+        if entry is not None and entry[0] == tag:
+            del self._parked_recv[fd]
+        else:
+            del self._parked_send[fd]
+        self._done.append((tag, _ECANCELED, None))
+
+    def wait(self, timeout: Optional[float]) -> List[Completion]:
+        if self._starved and len(self._swap) - self._swap_used >= self._min_room:
+            self._retry_starved()
+        if self._done:
+            timeout = 0
+        for fd, readable, writable in self._poll(timeout):
+            if readable:
+                entry = self._parked_recv.get(fd)
+                if entry is not None:
+                    tag, buf = entry
+                    if buf is None:
+                        if len(self._swap) - self._swap_used < self._min_room:
+                            self._starved[fd] = None
+                            continue
+                        done = self._recv_swap(tag, fd)
+                    else:
+                        done = self._recv_into(tag, fd, buf)
+                    if done:
+                        del self._parked_recv[fd]
+                        del self._parked_tags[tag]
+            if writable:
+                entry = self._parked_send.get(fd)
+                if entry is not None and self._send(entry[0], fd, entry[1]):
+                    del self._parked_send[fd]
+                    del self._parked_tags[entry[0]]
+        done, self._done = self._done, []
+        return done
+
+    def recycle(self) -> None:
+        self._swap_used = 0
+
+    def set_poller_affinity(self, cpuid: int) -> None:
+        # There is no poller thread of our own: the poller is the thread that
+        # runs wait_io, which set_loop_affinity already pins.
+        pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Nothing is in the kernel's hands: parked operations are just Python
+        # references, dropped here.
+        self._parked_recv.clear()
+        self._parked_send.clear()
+        self._parked_tags.clear()
+        self._starved.clear()
+        self._done.clear()
+        self._close_poller()
+
+    # -- helpers ----------------------------------------------------------------
+    def _park_recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+        self._parked_recv[fd] = (tag, buf)
+        self._parked_tags[tag] = fd
+
+    def _recv_into(self, tag: int, fd: int, buf: memoryview) -> bool:
+        try:
+            n = _readv(fd, (buf,))
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            n = -exc.errno
+        self._done.append((tag, n, None))
+        return True
+
+    def _recv_swap(self, tag: int, fd: int) -> bool:
+        used = self._swap_used
+        try:
+            n = _readv(fd, (self._swap[used:],))
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self._done.append((tag, -exc.errno, None))
+            return True
+        if n > 0:
+            self._swap_used = used + n
+            self._done.append((tag, n, self._swap[used : used + n]))
+        else:
+            self._done.append((tag, n, None))
+        return True
+
+    def _send(self, tag: int, fd: int, buf: memoryview) -> bool:
+        try:
+            n = _write(fd, buf)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:  # BSDs: out of mbufs, same as EAGAIN
+                return False
+            n = -exc.errno
+        self._done.append((tag, n, None))
+        return True
+
+    def _retry_starved(self) -> None:
+        starved = list(self._starved)
+        for fd in starved:
+            if len(self._swap) - self._swap_used < self._min_room:
+                return
+            del self._starved[fd]
+            entry = self._parked_recv.get(fd)
+            if entry is None or entry[1] is not None:
+                continue  # cancelled meanwhile
+            if self._recv_swap(entry[0], fd):
+                del self._parked_recv[fd]
+                del self._parked_tags[entry[0]]

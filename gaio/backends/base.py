@@ -1,0 +1,98 @@
+"""The engine interface: the one seam between the front end and the kernel.
+
+An engine moves bytes and nothing else. It knows no deadlines, no contexts, no
+``OpResult``, no connection objects: only descriptors, memory and integer tags.
+The front end (``gaio.watcher``) owns every semantic of the public contract and
+drives an engine through the small completion-based protocol below, so that a
+readiness facility (epoll, kqueue) and a completion facility (io_uring) look the
+same from above.
+
+Rules every engine relies on, and the front end guarantees:
+
+* All methods but :meth:`Engine.wake` are called by one thread at a time (the
+  thread running ``wait_io``, or the thread tearing the watcher down). That thread
+  may change between calls; engines that bind to a thread must cope.
+* At most one receive and at most one send are outstanding per descriptor.
+* A tag is a fresh integer for every ``recv``/``send``; it is never reused while
+  its completion is outstanding.
+* The memory passed to ``recv``/``send`` stays referenced by the front end until
+  that tag's completion has been returned by :meth:`Engine.wait` (or until
+  :meth:`Engine.close` has returned).
+* ``detach(fd)`` is called only when no operation on ``fd`` is outstanding, and
+  the front end closes ``fd`` right after it.
+
+What engines promise in return:
+
+* Every ``recv``/``send`` produces exactly one completion ``(tag, res, mem)``,
+  where ``res`` is a byte count (``>= 0``; 0 on a receive means end of stream) or
+  ``-errno``. ``mem`` is ``None`` unless the receive asked for engine memory, in
+  which case it is a ``memoryview`` of exactly ``res`` bytes, valid until the next
+  :meth:`Engine.recycle`.
+* A completion may report fewer bytes than asked for; continuing is the front
+  end's job.
+* :meth:`Engine.cancel` is a request. The operation still completes exactly once,
+  with ``-ECANCELED`` or with whatever it managed to move first.
+* ``EINTR``/``EAGAIN`` never surface as results: the engine retries or parks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, List, Optional, Protocol, Tuple
+
+#: One completion: (tag, bytes moved or -errno, engine memory or None).
+Completion = Tuple[int, int, Optional[memoryview]]
+
+
+class EngineUnavailable(OSError):
+    """This engine cannot run in this process; the message says why."""
+
+
+class Engine(Protocol):
+    """What the front end needs from an engine (see the module docstring)."""
+
+    #: The name users pass as ``backend=`` / ``GAIO_BACKEND``.
+    name: ClassVar[str]
+
+    def __init__(self, bufsize: int) -> None:
+        """Set up the facility. ``bufsize`` bounds engine memory for swap reads.
+
+        Raises :class:`EngineUnavailable` (with the reason) when it cannot.
+        """
+
+    def attach(self, fd: int) -> None:
+        """Start watching ``fd`` (a non-blocking socket owned by the front end)."""
+
+    def detach(self, fd: int) -> None:
+        """Stop watching ``fd``; nothing is outstanding on it."""
+
+    def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+        """Receive into ``buf`` (a writable byte memoryview), or into engine memory
+        when ``buf`` is None. Completes once at least one byte, EOF or an error."""
+
+    def send(self, tag: int, fd: int, buf: memoryview) -> None:
+        """Send from ``buf``; completes once some bytes moved, or on error."""
+
+    def cancel(self, tag: int) -> None:
+        """Ask for the operation ``tag`` to end soon. Unknown tags are ignored."""
+
+    def wait(self, timeout: Optional[float]) -> List[Completion]:
+        """Start what was queued, then wait up to ``timeout`` seconds (None: no
+        limit, 0: poll) for completions or a :meth:`wake`. May return []."""
+
+    def recycle(self) -> None:
+        """Engine memory handed out by earlier :meth:`wait` calls may be reused."""
+
+    def wake(self) -> None:
+        """Make a blocked or the next :meth:`wait` return soon. Any thread."""
+
+    def set_poller_affinity(self, cpuid: int) -> None:
+        """Pin the engine's own kernel-side workers (if any) to ``cpuid``."""
+
+    def close(self) -> None:
+        """Cancel everything outstanding and release the facility. Returns only
+        once the kernel no longer touches any memory it was given; completions
+        still outstanding are discarded."""
+
+
+#: A probe returns None when the engine can run here, else the reason it cannot.
+Probe = Callable[[], Optional[str]]

@@ -1,0 +1,838 @@
+"""The Watcher: every semantic of gaio's contract, on top of any engine.
+
+How a request travels:
+
+1. ``read``/``write``/... (any thread) validate their arguments, hand the
+   connection's descriptor to the watcher on first use, and append one
+   ``OpResult`` object to ``_pending`` under ``_lock``. If ``wait_io`` is asleep
+   in the engine, they poke it awake (once per sleep).
+2. ``wait_io`` (one thread at a time) drives everything: it takes the pending
+   list, files each op in its connection's per-direction FIFO, starts the head
+   of each idle direction on the engine, waits for completions or the earliest
+   deadline, and turns completions into results. The same ``OpResult`` object
+   that was created at submission is what the user gets back: no second object
+   is built per operation.
+3. At most one read and one write per connection are at the engine at a time.
+   That keeps order trivially (io_uring would otherwise run two receives on one
+   stream socket in any order) and lets ``read_full`` and partial writes go on
+   where they stopped.
+
+Memory safety: an op in flight is in ``_in_flight`` (tag -> op), and the op
+holds the user's buffer and the memoryview given to the engine. Only the
+engine's completion for that tag removes it. A deadline or ``free`` asks the
+engine to cancel; the op still completes only when the engine says so, with
+whatever it moved (bytes that raced a deadline are delivered, never dropped).
+
+Connections are keyed by ``id(conn)`` and the per-connection state *is* a
+weak reference to the conn, so a dropped conn is noticed (its callback queues it
+for closing, counted by ``get_gc``) without the watcher keeping it alive; an op
+holds its conn strongly, so a conn with pending ops is never collected.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import errno
+import heapq
+import math
+import os
+import socket
+import stat
+import threading
+import time
+import weakref
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from . import backends
+from .errors import (
+    CPUIDError,
+    ConnClosedError,
+    DeadlineError,
+    EmptyBufferError,
+    NoRawConnError,
+    UnsupportedError,
+    WatcherClosedError,
+)
+
+__all__ = ["Watcher", "OpResult", "OpType", "OpRead", "OpWrite", "EV_READ", "EV_WRITE"]
+
+EV_READ = 0x1
+EV_WRITE = 0x2
+
+DEFAULT_BUFSIZE = 64 * 1024
+
+_monotonic = time.monotonic
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+_EMPTY = memoryview(b"")
+
+
+class OpType(enum.IntEnum):
+    """Kind of operation, as in Go's ``OpRead`` / ``OpWrite``."""
+
+    READ = 0
+    WRITE = 1
+
+
+OpRead = OpType.READ
+OpWrite = OpType.WRITE
+_READ = OpType.READ
+_WRITE = OpType.WRITE
+
+
+class OpResult:
+    """One submitted operation; returned by ``wait_io`` once it completed.
+
+    Public fields: ``operation``, ``context``, ``conn``, ``buffer``,
+    ``is_swap_buffer``, ``size``, ``error``. ``buffer[:size]`` is what was read
+    or written. The other slots are the watcher's bookkeeping.
+    """
+
+    __slots__ = (
+        "operation",
+        "context",
+        "conn",
+        "buffer",
+        "is_swap_buffer",
+        "size",
+        "error",
+        "_conn_state",  # the _Conn, or None when the op failed at submission
+        "_view",  # bytes memoryview of the user's buffer; None for swap reads
+        "_full",  # read_full: complete only when the buffer is full
+        "_deadline",  # absolute time.monotonic() seconds, or None
+        "_tag",  # engine tag while in flight, else 0
+        "_cancel_error",  # error class to deliver once a requested cancel lands
+        "_done",
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"OpResult(operation={self.operation!r}, context={self.context!r}, "
+            f"size={self.size}, error={self.error!r}, is_swap_buffer={self.is_swap_buffer})"
+        )
+
+
+class _Conn(weakref.ref):
+    """Per-connection state; it is itself the weak reference to the user's conn."""
+
+    __slots__ = (
+        "fd",
+        "key",  # id(conn): the key in Watcher._conns
+        "strong",  # the conn itself, only for objects that cannot be weakly referenced
+        "read_head",  # the read op at the engine, or None
+        "reads",  # deque of reads queued behind it, or None (most conns never need one)
+        "write_head",
+        "writes",
+        "attached",  # the engine watches fd
+        "eof",  # a read saw end of stream: later reads see it too
+        "freed",
+    )
+
+    def __new__(cls, conn: Any, callback: Any, fd: int) -> "_Conn":
+        return weakref.ref.__new__(cls, conn, callback)
+
+    def __init__(self, conn: Any, callback: Any, fd: int) -> None:
+        super().__init__(conn, callback)
+        self.fd = fd
+        self.key = 0
+        self.strong = None
+        self.read_head = self.reads = self.write_head = self.writes = None
+        self.attached = self.eof = self.freed = False
+
+
+class _Forever:
+    """A weakly referenceable object that outlives every watcher."""
+
+
+_FOREVER = _Forever()
+
+
+def _check_conn(conn: Any) -> None:
+    if conn is None:
+        raise UnsupportedError("conn is None: gaio watches sockets")
+    if not callable(getattr(conn, "fileno", None)):
+        raise NoRawConnError(
+            f"conn ({type(conn).__name__}) has no fileno(): gaio needs a socket or an "
+            "object whose fileno() names one"
+        )
+
+
+def _bytes_view(buf: Any, writable: bool) -> memoryview:
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        kind = "writable bytes-like object (bytearray, memoryview, array)" if writable else "bytes-like object"
+        raise TypeError(f"buf must be a {kind}, not {type(buf).__name__}") from None
+    if writable and view.readonly:
+        raise TypeError(
+            f"buf is read-only ({type(buf).__name__}); a read needs a writable buffer such as bytearray"
+        )
+    if not view.c_contiguous:
+        raise TypeError("buf must be a C-contiguous buffer")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    if not view.nbytes:
+        raise EmptyBufferError("buf is empty: it must hold at least one byte")
+    return view
+
+
+def _check_deadline(deadline: Any) -> Optional[float]:
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(
+            f"deadline must be a time.monotonic() value in seconds or None, not {type(deadline).__name__}"
+        )
+    deadline = float(deadline)
+    if math.isnan(deadline):
+        raise ValueError("deadline must not be NaN")
+    return deadline
+
+
+def _check_cpuid(cpuid: Any) -> int:
+    if isinstance(cpuid, bool) or not isinstance(cpuid, int):
+        raise TypeError(f"cpuid must be an int, not {type(cpuid).__name__}")
+    ncpu = os.cpu_count() or 1
+    if cpuid < 0 or cpuid >= ncpu:
+        raise CPUIDError(f"cpuid {cpuid} is out of range: this machine has CPUs 0..{ncpu - 1}")
+    return cpuid
+
+
+def _os_error(neg_errno: int) -> OSError:
+    code = -neg_errno
+    return OSError(code, os.strerror(code))  # picks the subclass: ConnectionResetError, ...
+
+
+class Watcher:
+    """A proactor for sockets: submit reads and writes, collect completions.
+
+    ``Watcher(bufsize=65536, backend=None)``: ``bufsize`` is the size of the swap
+    buffer that reads with ``buf=None`` share; ``backend`` forces an engine
+    ("uring", "epoll", "kqueue"); by default ``$GAIO_BACKEND`` or the best one
+    this process can run. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, bufsize: int = DEFAULT_BUFSIZE, backend: Optional[str] = None) -> None:
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
+        if bufsize <= 0:
+            raise ValueError(f"bufsize must be positive, not {bufsize}")
+        self._engine = backends.resolve(backend)(bufsize)
+        self._bufsize = bufsize
+        self._lock = threading.Lock()
+        # Guarded by _lock: what other threads hand to the loop.
+        self._pending: List[OpResult] = []
+        self._frees: List[_Conn] = []
+        self._conns: Dict[int, _Conn] = {}
+        self._closed = False
+        self._in_wait = False  # a wait_io is running
+        self._sleeping = False  # ... and is (about to be) blocked in the engine
+        self._torn_down = threading.Event()
+        # Appended to by weakref callbacks, which must never take _lock.
+        self._dropped: Deque[_Conn] = collections.deque()
+        # Owned by the thread running wait_io.
+        self._in_flight: Dict[int, OpResult] = {}
+        self._next_tag = 1
+        self._deadlines: List[Tuple[float, int, OpResult]] = []
+        self._deadline_seq = 0
+        self._results: List[OpResult] = []
+        # freed conns whose descriptor waits for in-flight ops, by id(state)
+        self._closing: Dict[int, _Conn] = {}
+        self._gc_found = 0
+        self._gc_closed = 0
+        self._loop_cpu: Optional[int] = None
+        self._loop_cpu_tid = 0  # native id of the thread last pinned
+        self._poller_cpu: Optional[int] = None
+        self._conn_dropped = self._on_conn_dropped  # one bound method for every conn
+
+    # -- properties ---------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """Name of the engine in use: "uring", "epoll" or "kqueue"."""
+        return self._engine.name
+
+    @property
+    def bufsize(self) -> int:
+        """Size of the swap buffer shared by reads submitted with ``buf=None``."""
+        return self._bufsize
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._conns)} conns"
+        return f"<gaio.Watcher backend={self.backend!r} bufsize={self._bufsize} {state}>"
+
+    # -- submission (any thread) ---------------------------------------------------
+    def read(self, ctx: Any, conn: Any, buf: Any = None) -> None:
+        """Read at least one byte from ``conn`` into ``buf``.
+
+        ``buf=None`` reads into the watcher's swap buffer: the result's
+        ``buffer`` is then a memoryview valid until the next ``wait_io``.
+        """
+        self._submit(_READ, ctx, conn, buf, None if buf is None else _bytes_view(buf, True), None, False)
+
+    def read_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float]) -> None:
+        """Like :meth:`read`, failing with ``DeadlineError`` if nothing came by
+        ``deadline`` (absolute, on the ``time.monotonic()`` clock)."""
+        view = None if buf is None else _bytes_view(buf, True)
+        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), False)
+
+    def read_full(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float] = None) -> None:
+        """Fill ``buf`` completely; on EOF, error or deadline the result's
+        ``size`` says how much arrived."""
+        if buf is None:
+            raise EmptyBufferError("buf is None: read_full needs a buffer to fill")
+        self._submit(_READ, ctx, conn, buf, _bytes_view(buf, True), _check_deadline(deadline), True)
+
+    def write(self, ctx: Any, conn: Any, buf: Any) -> None:
+        """Write all of ``buf`` to ``conn``. Keep ``buf`` unchanged until done."""
+        if buf is None:
+            raise EmptyBufferError("buf is None: there is nothing to write")
+        self._submit(_WRITE, ctx, conn, buf, _bytes_view(buf, False), None, False)
+
+    def write_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float]) -> None:
+        """Like :meth:`write`, failing with ``DeadlineError`` (``size`` = bytes
+        written) if not done by ``deadline``."""
+        if buf is None:
+            raise EmptyBufferError("buf is None: there is nothing to write")
+        self._submit(_WRITE, ctx, conn, buf, _bytes_view(buf, False), _check_deadline(deadline), False)
+
+    def _submit(
+        self,
+        kind: OpType,
+        ctx: Any,
+        conn: Any,
+        buf: Any,
+        view: Optional[memoryview],
+        deadline: Optional[float],
+        full: bool,
+    ) -> None:
+        if self._closed:
+            raise WatcherClosedError("watcher is closed")
+        _check_conn(conn)
+        op = OpResult()
+        op.operation = kind
+        op.context = ctx
+        op.conn = conn
+        op.buffer = buf
+        op.is_swap_buffer = buf is None
+        op.size = 0
+        op.error = None
+        op._view = view
+        op._full = full
+        op._deadline = deadline
+        op._tag = 0
+        op._cancel_error = None
+        op._done = False
+        with self._lock:
+            if self._closed:
+                raise WatcherClosedError("watcher is closed")
+            key = id(conn)
+            st = self._conns.get(key)
+            if st is None or (st() is not conn and st.strong is not conn):
+                st = self._adopt(conn, key, op)
+            op._conn_state = st
+            self._pending.append(op)
+            if self._sleeping:
+                self._sleeping = False
+                self._engine.wake()
+
+    def _adopt(self, conn: Any, key: int, op: OpResult) -> Optional[_Conn]:
+        """Take over ``conn``'s descriptor (under _lock). On failure, set
+        ``op.error`` and return None: the op is then delivered as failed."""
+        try:
+            fd = conn.fileno()
+        except OSError as exc:
+            op.error = exc
+            return None
+        if not isinstance(fd, int) or fd < 0:
+            op.error = ConnClosedError("conn is closed (its fileno() is -1)")
+            return None
+        try:
+            is_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+        except OSError as exc:
+            op.error = exc
+            return None
+        if not is_socket:
+            op.error = UnsupportedError(f"conn's descriptor {fd} is not a socket")
+            return None
+        try:
+            if isinstance(conn, socket.socket):
+                fd = conn.detach()  # the socket object lets go: fileno() is now -1
+            else:
+                fd = os.dup(fd)  # our own descriptor, as Go does with dup + close
+                close = getattr(conn, "close", None)
+                if callable(close):
+                    close()
+            os.set_blocking(fd, False)
+        except OSError as exc:
+            op.error = exc
+            return None
+        try:
+            st = _Conn(conn, self._conn_dropped, fd)
+        except TypeError:  # cannot be weakly referenced: hold it, no GC for it
+            st = _Conn(_FOREVER, None, fd)
+            st.strong = conn
+        st.key = key
+        self._conns[key] = st
+        return st
+
+    def free(self, conn: Any) -> None:
+        """Close ``conn`` now (the peer sees EOF); ops pending on it complete
+        with ``ConnClosedError``, and so do later ones."""
+        if self._closed:
+            raise WatcherClosedError("watcher is closed")
+        _check_conn(conn)
+        with self._lock:
+            if self._closed:
+                raise WatcherClosedError("watcher is closed")
+            st = self._conns.get(id(conn))
+            if st is None or (st() is not conn and st.strong is not conn):
+                # Never handed to us: free means "release it", so close it.
+                close = getattr(conn, "close", None)
+                if callable(close):
+                    close()
+                return
+            if st.freed:
+                return
+            st.freed = True
+            if st.strong is not None:
+                # Nothing will ever collect it: forget it now (its fileno() is -1
+                # or closed by us, so a later op is refused as closed).
+                del self._conns[st.key]
+                st.strong = None
+            _shutdown(st.fd)
+            self._frees.append(st)
+            if self._sleeping:
+                self._sleeping = False
+                self._engine.wake()
+
+    def _on_conn_dropped(self, st: _Conn) -> None:
+        # weakref callback: may run on any thread, even inside wait_io or while
+        # _lock is held by this very thread, so it only queues and pokes.
+        self._dropped.append(st)
+        if self._sleeping and not self._closed:
+            self._engine.wake()
+
+    # -- the loop (one thread) ---------------------------------------------------------
+    def wait_io(self, timeout: Optional[float] = None) -> List[OpResult]:
+        """Wait for completed operations and return them.
+
+        ``timeout`` is in seconds; None waits until at least one result exists.
+        Returns [] only when the timeout expired. Swap-buffer results stay valid
+        until the next call.
+        """
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+            if math.isnan(timeout):
+                raise ValueError("timeout must not be NaN")
+            timeout = max(0.0, float(timeout))
+        with self._lock:
+            if self._closed:
+                raise WatcherClosedError("watcher is closed")
+            if self._in_wait:
+                raise RuntimeError("wait_io is already running in another thread")
+            self._in_wait = True
+        results: Optional[List[OpResult]] = None
+        try:
+            self._pin_loop_thread()
+            results = self._run(timeout)
+        finally:
+            with self._lock:
+                self._in_wait = False
+                self._sleeping = False
+                closed = self._closed
+            if closed:
+                self._teardown()
+        if closed or results is None:
+            raise WatcherClosedError("watcher closed")
+        return results
+
+    def _run(self, timeout: Optional[float]) -> Optional[List[OpResult]]:
+        engine = self._engine
+        engine.recycle()  # last call's swap buffers are the user's no more
+        end = None if timeout is None else _monotonic() + timeout
+        self._results = results = []
+        in_flight = self._in_flight
+        while True:
+            with self._lock:
+                if self._closed:
+                    return None
+                pending, self._pending = self._pending, []
+                frees, self._frees = self._frees, []
+            for op in pending:
+                self._enqueue(op)
+            for st in frees:
+                self._free_conn(st)
+            if self._dropped:
+                self._collect_dropped()
+            if self._poller_cpu is not None:
+                cpu, self._poller_cpu = self._poller_cpu, None
+                engine.set_poller_affinity(cpu)
+
+            if results:
+                wait_for: Optional[float] = 0.0
+            else:
+                now = _monotonic()
+                wait_for = None if end is None else max(0.0, end - now)
+                if self._deadlines:
+                    until_deadline = max(0.0, self._deadlines[0][0] - now)
+                    if wait_for is None or until_deadline < wait_for:
+                        wait_for = until_deadline
+            if wait_for != 0.0:
+                with self._lock:
+                    if self._pending or self._frees or self._closed:
+                        continue
+                    self._sleeping = True
+                if self._dropped:
+                    wait_for = 0.0
+            try:
+                completions = engine.wait(wait_for)
+            finally:
+                self._sleeping = False
+            for tag, res, mem in completions:
+                op = in_flight.pop(tag, None)
+                if op is not None:
+                    self._complete(op, res, mem)
+            if self._deadlines and self._deadlines[0][0] <= _monotonic():
+                self._expire_deadlines()
+            if results:
+                return results
+            if end is not None and _monotonic() >= end:
+                return results
+
+    def _enqueue(self, op: OpResult) -> None:
+        st = op._conn_state
+        if st is None:  # refused at submission; op.error says why
+            self._finish(op, op.error)
+            return
+        if st.freed:
+            self._finish(op, ConnClosedError("connection was freed"))
+            return
+        if not st.attached:
+            try:
+                self._engine.attach(st.fd)
+            except OSError as exc:
+                self._finish(op, exc)
+                return
+            st.attached = True
+        if op._deadline is not None:
+            self._deadline_seq += 1
+            _heappush(self._deadlines, (op._deadline, self._deadline_seq, op))
+        if op.operation is _READ:
+            if st.read_head is None:
+                if st.eof:
+                    self._finish(op, EOFError("end of stream"))
+                else:
+                    self._start_read(st, op)
+            elif st.reads is None:
+                st.reads = collections.deque((op,))
+            else:
+                st.reads.append(op)
+        else:
+            if st.write_head is None:
+                self._start_write(st, op)
+            elif st.writes is None:
+                st.writes = collections.deque((op,))
+            else:
+                st.writes.append(op)
+
+    def _start_read(self, st: _Conn, op: OpResult) -> None:
+        st.read_head = op
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        op._tag = tag
+        self._in_flight[tag] = op
+        view = op._view
+        if view is not None and op.size:
+            view = view[op.size :]
+        self._engine.recv(tag, st.fd, view)
+
+    def _start_write(self, st: _Conn, op: OpResult) -> None:
+        st.write_head = op
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        op._tag = tag
+        self._in_flight[tag] = op
+        view = op._view
+        self._engine.send(tag, st.fd, view[op.size :] if op.size else view)
+
+    def _next_read(self, st: _Conn) -> None:
+        queue = st.reads
+        while queue:
+            op = queue.popleft()
+            if op._done:
+                continue  # expired while queued
+            if st.eof:  # end of stream is final: every queued read sees it
+                self._finish(op, EOFError("end of stream"))
+                continue
+            self._start_read(st, op)
+            return
+        st.reads = None
+
+    def _next_write(self, st: _Conn) -> None:
+        queue = st.writes
+        while queue:
+            op = queue.popleft()
+            if not op._done:
+                self._start_write(st, op)
+                return
+        st.writes = None
+
+    def _complete(self, op: OpResult, res: int, mem: Optional[memoryview]) -> None:
+        """Turn the engine's completion of ``op`` into a result, or go on."""
+        st = op._conn_state
+        op._tag = 0
+        cancel_error = op._cancel_error
+        if op.operation is _READ:
+            if res > 0:
+                if mem is not None:
+                    op.buffer = mem
+                op.size += res
+                if op._full and op.size < op._view.nbytes and cancel_error is None:
+                    self._start_read(st, op)  # read_full: go on where it stopped
+                    return
+                error = None
+                if op._full and op.size < op._view.nbytes:
+                    error = cancel_error(_cancel_message(cancel_error))
+            elif res == 0:
+                st.eof = True
+                error = EOFError("end of stream")
+            elif cancel_error is not None:
+                error = cancel_error(_cancel_message(cancel_error))
+            else:
+                error = _os_error(res)
+            if st.freed:
+                error = ConnClosedError("connection was freed")
+            st.read_head = None
+            self._finish(op, error)
+            if st.freed:
+                self._release_if_idle(st)
+            elif st.reads is not None:
+                self._next_read(st)
+        else:
+            if res >= 0:
+                op.size += res
+                if op.size < op._view.nbytes and cancel_error is None:
+                    self._start_write(st, op)  # partial write: send the rest
+                    return
+                error = None
+                if op.size < op._view.nbytes:
+                    error = cancel_error(_cancel_message(cancel_error))
+            elif cancel_error is not None:
+                error = cancel_error(_cancel_message(cancel_error))
+            else:
+                error = _os_error(res)
+            if st.freed:
+                error = ConnClosedError("connection was freed")
+            st.write_head = None
+            self._finish(op, error)
+            if st.freed:
+                self._release_if_idle(st)
+            elif st.writes is not None:
+                self._next_write(st)
+
+    def _finish(self, op: OpResult, error: Optional[BaseException]) -> None:
+        op.error = error
+        op._done = True
+        op._view = None  # the user's buffer is theirs again (resizable)
+        if op.is_swap_buffer and op.size == 0:
+            op.buffer = _EMPTY
+        self._results.append(op)
+
+    def _expire_deadlines(self) -> None:
+        heap = self._deadlines
+        now = _monotonic()
+        while heap and heap[0][0] <= now:
+            op = _heappop(heap)[2]
+            if op._done or op._cancel_error is not None:
+                continue
+            if op._tag:  # at the engine: ask it to stop; it completes later
+                op._cancel_error = DeadlineError
+                self._engine.cancel(op._tag)
+            else:  # still queued behind another op: fails now, moved nothing
+                self._finish(op, DeadlineError("operation exceeded deadline"))
+        # Completed ops leave their entries behind; keep the heap from growing
+        # without bound when deadlines are far and ops are fast.
+        if len(heap) > 1024 and len(heap) > 4 * len(self._in_flight):
+            self._deadlines = [e for e in heap if not e[2]._done]
+            heapq.heapify(self._deadlines)
+
+    def _free_conn(self, st: _Conn) -> None:
+        """Complete every op of a freed conn; close it once none is in flight."""
+        error = ConnClosedError
+        for queue in (st.reads, st.writes):
+            while queue:
+                op = queue.popleft()
+                if not op._done:
+                    self._finish(op, error("connection was freed"))
+        st.reads = st.writes = None
+        for op in (st.read_head, st.write_head):
+            if op is not None and op._cancel_error is None:
+                op._cancel_error = error
+                self._engine.cancel(op._tag)
+        self._release_if_idle(st)
+
+    def _release_if_idle(self, st: _Conn) -> None:
+        if st.read_head is None and st.write_head is None:
+            self._closing.pop(id(st), None)
+            self._close_fd(st)
+        else:
+            self._closing[id(st)] = st
+
+    def _close_fd(self, st: _Conn) -> None:
+        if st.attached:
+            st.attached = False
+            self._engine.detach(st.fd)
+        with self._lock:
+            fd, st.fd = st.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _collect_dropped(self) -> None:
+        dropped = self._dropped
+        while dropped:
+            st = dropped.popleft()
+            with self._lock:
+                if self._conns.get(st.key) is st:
+                    del self._conns[st.key]
+            if st.freed or st.fd < 0:
+                continue  # free() already released it
+            self._gc_found += 1
+            st.freed = True
+            # A pending op holds its conn, so nothing can be in flight here.
+            self._close_fd(st)
+            self._gc_closed += 1
+
+    # -- close ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free every connection (peers see EOF) and release the engine.
+
+        Wakes a ``wait_io`` blocked in another thread, which then raises
+        ``WatcherClosedError``. Safe to call more than once.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for st in self._conns.values():
+                if not st.freed:
+                    _shutdown(st.fd)
+            busy = self._in_wait
+            if busy:
+                self._engine.wake()
+        if busy and self._loop_tid != threading.get_native_id():
+            # The thread in wait_io tears down when it wakes; wait for it so
+            # that everything is released when close() returns.
+            if not self._torn_down.wait(30.0):
+                raise RuntimeError("wait_io did not return within 30 s of close()")
+        elif not busy:
+            self._teardown()
+        # else: close() from inside wait_io's own thread (a signal handler):
+        # wait_io tears down on its way out.
+
+    def _teardown(self) -> None:
+        if self._torn_down.is_set():
+            return
+        try:
+            # The engine returns only once the kernel is done with every buffer;
+            # until then _in_flight keeps them referenced.
+            self._engine.close()
+        finally:
+            for st in list(self._conns.values()) + list(self._closing.values()) + self._frees:
+                st.attached = False  # the engine is gone, and its watch with it
+                self._close_fd(st)
+            self._closing.clear()
+            self._conns.clear()
+            self._in_flight.clear()
+            self._pending.clear()
+            self._frees.clear()
+            self._dropped.clear()
+            self._deadlines.clear()
+            self._torn_down.set()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and not self._in_wait:
+                self.close()
+        except Exception:
+            pass
+
+    # -- introspection and tuning -------------------------------------------------------------
+    def get_gc(self) -> Tuple[int, int]:
+        """``(found, closed)``: dropped connections noticed, and closed, so far."""
+        return self._gc_found, self._gc_closed
+
+    def set_loop_affinity(self, cpuid: int) -> None:
+        """Pin the thread that runs ``wait_io`` to CPU ``cpuid`` (now if known,
+        else when ``wait_io`` next runs)."""
+        cpuid = _check_cpuid(cpuid)
+        if self._closed:
+            raise WatcherClosedError("watcher is closed")
+        self._loop_cpu = cpuid
+        self._loop_cpu_tid = 0
+        if self._loop_tid and hasattr(os, "sched_setaffinity"):
+            try:
+                os.sched_setaffinity(self._loop_tid, {cpuid})
+                self._loop_cpu_tid = self._loop_tid
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:  # not a CPU this process may use
+                    raise CPUIDError(f"cpuid {cpuid} is not available to this process") from exc
+                pass  # the loop thread is gone: pinned at the next wait_io
+
+    def set_poller_affinity(self, cpuid: int) -> None:
+        """Pin the engine's own kernel-side workers (io_uring's io-wq) to CPU
+        ``cpuid``; engines without such workers poll on the ``wait_io`` thread."""
+        cpuid = _check_cpuid(cpuid)
+        if self._closed:
+            raise WatcherClosedError("watcher is closed")
+        with self._lock:
+            self._poller_cpu = cpuid
+            if self._sleeping:
+                self._sleeping = False
+                self._engine.wake()
+
+    _loop_tid = 0
+
+    def _pin_loop_thread(self) -> None:
+        tid = threading.get_native_id()
+        self._loop_tid = tid
+        cpu = self._loop_cpu
+        if cpu is not None and self._loop_cpu_tid != tid and hasattr(os, "sched_setaffinity"):
+            self._loop_cpu_tid = tid
+            os.sched_setaffinity(0, {cpu})
+
+
+def _cancel_message(error_class: type) -> str:
+    return "operation exceeded deadline" if error_class is DeadlineError else "connection was freed"
+
+
+def _shutdown(fd: int) -> None:
+    """Make the peer see EOF now, without giving up the descriptor number
+    (in-flight ops still name it; it is closed once they completed)."""
+    if fd < 0:
+        return
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected any more: the peer has its EOF already
+    finally:
+        sock.detach()
