@@ -507,9 +507,8 @@ class Watcher:
                     self._complete(op, res, mem)
             if self._deadlines and self._deadlines[0][0] <= _monotonic():
                 self._expire_deadlines()
-            if results:
-                return results
-            if end is not None and _monotonic() >= end:
+            if results or (end is not None and _monotonic() >= end):
+                self._results = []  # the batch is the caller's: hold no reference
                 return results
 
     def _enqueue(self, op: OpResult) -> None:

@@ -1,0 +1,39 @@
+# gaio: `make test` and `make bench` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+CC     ?= cc
+
+.PHONY: test bench stress install system-deps clean
+
+# Debian's liburing-dev gives the io_uring engine its headers and static library.
+# Installed only when missing, only as root, only where apt-get exists; without it
+# the package still builds and epoll serves.
+system-deps:
+	@if [ "$$(uname -s)" = Linux ] && [ ! -f /usr/include/liburing.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "gaio: installing liburing-dev for the io_uring engine"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liburing-dev >/dev/null) \
+	      || echo "gaio: could not install liburing-dev; io_uring engine off, epoll serves"; \
+	  else \
+	    echo "gaio: liburing-dev missing and cannot be installed here; io_uring engine off, epoll serves"; \
+	  fi; \
+	fi
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+
+install: system-deps $(VPY)
+	$(VPY) -m pip install -q -e '.[test]'
+
+test: install
+	$(VPY) -m pytest -q
+
+bench: system-deps $(VPY)
+	$(VPY) -m pip install -q -e '.[test,bench]' || $(VPY) -m pip install -q -e '.[test]'
+	$(CC) -O2 -Wall -o bench/loadgen bench/loadgen.c
+	$(VPY) bench/run.py $(if $(FULL),--full,--quick)
+
+clean:
+	rm -rf $(VENV) build *.egg-info gaio/_uring*.so gaio/_uring.c bench/loadgen
