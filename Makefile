@@ -33,7 +33,7 @@ test: install
 bench: system-deps $(VPY)
 	$(VPY) -m pip install -q -e '.[test,bench]' || $(VPY) -m pip install -q -e '.[test]'
 	$(CC) -O2 -Wall -o bench/loadgen bench/loadgen.c
-	$(VPY) bench/run.py $(if $(FULL),--full,--quick)
+	$(VPY) bench/run.py $(if $(filter-out 0,$(FULL)),--full,--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info gaio/_uring*.so gaio/_uring.c bench/loadgen

@@ -51,6 +51,7 @@ from .errors import (
     DeadlineError,
     EmptyBufferError,
     NoRawConnError,
+    PollerClosedError,
     UnsupportedError,
     WatcherClosedError,
 )
@@ -499,6 +500,12 @@ class Watcher:
                     wait_for = 0.0
             try:
                 completions = engine.wait(wait_for)
+            except (OSError, ValueError) as exc:
+                # The facility itself failed (its descriptor closed behind our
+                # back, the ring torn down): nothing more can complete.
+                with self._lock:
+                    self._closed = True
+                raise PollerClosedError(f"the {engine.name} engine failed under wait_io: {exc}") from exc
             finally:
                 self._sleeping = False
             for tag, res, mem in completions:

@@ -398,3 +398,24 @@ def test_every_engine_reports_its_name(engine, monkeypatch):
     use_engine(engine, monkeypatch)
     with gaio.Watcher(backend=engine) as w:
         assert w.backend == engine
+
+
+def test_engine_failure_raises_poller_closed(backend, pair):
+    a, b = pair
+    w = gaio.Watcher(backend=backend)
+    w.read("r", a, bytearray(4))
+    w.wait_io(0)
+
+    def broken(timeout):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    w._engine.wait = broken  # the engine's descriptor vanished under the call
+    with pytest.raises(gaio.PollerClosedError, match=backend):
+        w.wait_io(1)
+    assert w.closed
+    with pytest.raises(gaio.WatcherClosedError):
+        w.read("r", a, bytearray(4))
+    del w._engine.wait
+    w.close()
+    b.settimeout(5)
+    assert b.recv(4) == b""  # the connection was released

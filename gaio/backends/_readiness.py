@@ -93,7 +93,10 @@ class ReadinessEngine(ABC):
 
     def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
         if buf is None:
-            if len(self._swap) - self._swap_used < self._min_room:
+            # Swap receives take turns: while any is starved, a new one queues
+            # behind it, or busy connections would fill the region every cycle
+            # and the starved ones would never get a turn.
+            if self._starved or len(self._swap) - self._swap_used < self._min_room:
                 self._park_recv(tag, fd, None)
                 self._starved[fd] = None
                 return
