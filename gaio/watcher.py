@@ -160,6 +160,11 @@ def _check_conn(conn: Any) -> None:
 
 
 def _bytes_view(buf: Any, writable: bool) -> memoryview:
+    cls = type(buf)
+    if cls is bytearray or (cls is bytes and not writable):  # the common cases, checked cheaply
+        if not buf:
+            raise EmptyBufferError("buf is empty: it must hold at least one byte")
+        return memoryview(buf)
     try:
         view = memoryview(buf)
     except TypeError:
@@ -320,7 +325,6 @@ class Watcher:
     ) -> None:
         if self._closed:
             raise WatcherClosedError("watcher is closed")
-        _check_conn(conn)
         op = OpResult()
         op.operation = kind
         op.context = ctx
@@ -341,6 +345,7 @@ class Watcher:
             key = id(conn)
             st = self._conns.get(key)
             if st is None or (st() is not conn and st.strong is not conn):
+                _check_conn(conn)  # only new conns need it: known ones passed it
                 st = self._adopt(conn, key, op)
             op._conn_state = st
             self._pending.append(op)

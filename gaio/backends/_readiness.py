@@ -16,6 +16,13 @@ the one the Go original uses:
   ready, because every new operation tries the call first anyway. Errors and
   hang-ups wake both directions: the retried call itself then reports the error
   (``ECONNRESET``, ``EPIPE``) or end of stream.
+* The engine remembers, per direction, that a descriptor is drained: a receive
+  that came back short (or with ``EAGAIN``) emptied the socket buffer, so the
+  next receive parks at once instead of paying for a system call and a
+  ``BlockingIOError`` that are sure to fail; the next edge clears the mark.
+  Sends likewise after a partial write. (The Go original keeps the same bits.)
+  This is safe with edge triggering: data that arrives after the short read is
+  a new edge, reported by the next poll.
 * Swap-buffer receives (``buf=None``) read into one region of ``bufsize`` bytes
   that is carved up front to back during a cycle and handed back whole by
   ``recycle()`` at the start of the next ``wait_io``. When the region is too
@@ -32,7 +39,7 @@ from __future__ import annotations
 import errno
 import os
 from abc import ABC, abstractmethod
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .base import Completion
 
@@ -62,6 +69,9 @@ class ReadinessEngine(ABC):
         # fds whose swap receive awaits room in the region, oldest first
         self._starved: Dict[int, None] = {}
         self._done: List[Completion] = []
+        # descriptors known to be drained (see the module docstring)
+        self._drained_recv: Set[int] = set()
+        self._drained_send: Set[int] = set()
         self._closed = False
 
     # -- to be supplied by subclasses ----------------------------------------
@@ -86,12 +96,18 @@ class ReadinessEngine(ABC):
         self._register(fd)
 
     def detach(self, fd: int) -> None:
+        self._drained_recv.discard(fd)
+        self._drained_send.discard(fd)
+        self._starved.pop(fd, None)
         try:
             self._unregister(fd)
         except OSError:
             pass  # already gone (closed behind our back): nothing to undo
 
     def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+        if fd in self._drained_recv:
+            self._park_recv(tag, fd, buf)  # nothing there: wait for the edge
+            return
         if buf is None:
             # Swap receives take turns: while any is starved, a new one queues
             # behind it, or busy connections would fill the region every cycle
@@ -107,7 +123,7 @@ class ReadinessEngine(ABC):
             self._park_recv(tag, fd, buf)
 
     def send(self, tag: int, fd: int, buf: memoryview) -> None:
-        if not self._send(tag, fd, buf):
+        if fd in self._drained_send or not self._send(tag, fd, buf):
             self._parked_send[fd] = (tag, buf)
             self._parked_tags[tag] = fd
 
@@ -129,6 +145,7 @@ class ReadinessEngine(ABC):
             timeout = 0
         for fd, readable, writable in self._poll(timeout):
             if readable:
+                self._drained_recv.discard(fd)
                 entry = self._parked_recv.get(fd)
                 if entry is not None:
                     tag, buf = entry
@@ -143,6 +160,7 @@ class ReadinessEngine(ABC):
                         del self._parked_recv[fd]
                         del self._parked_tags[tag]
             if writable:
+                self._drained_send.discard(fd)
                 entry = self._parked_send.get(fd)
                 if entry is not None and self._send(entry[0], fd, entry[1]):
                     del self._parked_send[fd]
@@ -169,6 +187,8 @@ class ReadinessEngine(ABC):
         self._parked_tags.clear()
         self._starved.clear()
         self._done.clear()
+        self._drained_recv.clear()
+        self._drained_send.clear()
         self._close_poller()
 
     # -- helpers ----------------------------------------------------------------
@@ -180,9 +200,12 @@ class ReadinessEngine(ABC):
         try:
             n = _readv(fd, (buf,))
         except BlockingIOError:
+            self._drained_recv.add(fd)
             return False
         except OSError as exc:
             n = -exc.errno
+        if n < len(buf):
+            self._drained_recv.add(fd)
         self._done.append((tag, n, None))
         return True
 
@@ -191,10 +214,13 @@ class ReadinessEngine(ABC):
         try:
             n = _readv(fd, (self._swap[used:],))
         except BlockingIOError:
+            self._drained_recv.add(fd)
             return False
         except OSError as exc:
             self._done.append((tag, -exc.errno, None))
             return True
+        if n < len(self._swap) - used:
+            self._drained_recv.add(fd)
         if n > 0:
             self._swap_used = used + n
             self._done.append((tag, n, self._swap[used : used + n]))
@@ -206,11 +232,15 @@ class ReadinessEngine(ABC):
         try:
             n = _write(fd, buf)
         except BlockingIOError:
+            self._drained_send.add(fd)
             return False
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:  # BSDs: out of mbufs, same as EAGAIN
+                self._drained_send.add(fd)
                 return False
             n = -exc.errno
+        if n < len(buf):
+            self._drained_send.add(fd)
         self._done.append((tag, n, None))
         return True
 
