@@ -31,6 +31,13 @@ except ImportError:  # pragma: no cover - the emulation is part of the test tree
 
 _REAL_KQUEUE = backends.why_unavailable("kqueue") is None
 
+# --- kqueue emulation for GAIO_BACKEND=kqueue (kqueue engine; keep minimal) ---
+# On Linux, GAIO_BACKEND=kqueue means "the emulated kqueue" for the whole session,
+# also for tests that build a Watcher without the backend fixture.
+if os.environ.get("GAIO_BACKEND", "").strip() == "kqueue" and not _REAL_KQUEUE and kqueue_emulation:
+    kqueue_emulation.install(None)
+# --- end kqueue emulation ---
+
 
 def _engines() -> List[str]:
     names = list(gaio.available_backends())
