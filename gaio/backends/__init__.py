@@ -12,7 +12,7 @@ import importlib
 import os
 from typing import Dict, List, Optional, Type
 
-from .base import Engine, EngineUnavailable
+from .base import TRANSIENT_ERRNOS, Engine, EngineUnavailable
 
 __all__ = ["ENGINE_NAMES", "available_backends", "resolve", "Engine", "EngineUnavailable"]
 
@@ -28,11 +28,19 @@ def _module(name: str):
 
 
 def why_unavailable(name: str) -> Optional[str]:
-    """None if engine ``name`` can run in this process, else the reason."""
+    """None if engine ``name`` can run in this process, else the reason.
+
+    Raises ``OSError`` (uncached) when the probe ran out of a resource
+    (descriptors, memory): the engine may well run once that is freed.
+    """
     if name in _probe_cache:
         return _probe_cache[name]
     try:
         reason = _module(name).probe()
+    except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise
+        reason = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # an engine that cannot even import is unavailable
         reason = f"{type(exc).__name__}: {exc}"
     _probe_cache[name] = reason
@@ -45,8 +53,19 @@ def clear_probe_cache() -> None:
 
 
 def available_backends() -> List[str]:
-    """Names of the engines usable in this process, best first."""
-    return [name for name in ENGINE_NAMES if why_unavailable(name) is None]
+    """Names of the engines usable in this process, best first.
+
+    An engine whose probe is short of a resource right now (EMFILE, ENOMEM) is
+    left out of this answer, and probed again next time.
+    """
+    usable = []
+    for name in ENGINE_NAMES:
+        try:
+            if why_unavailable(name) is None:
+                usable.append(name)
+        except OSError:
+            pass
+    return usable
 
 
 def resolve(backend: Optional[str]) -> Type[Engine]:
@@ -62,10 +81,13 @@ def resolve(backend: Optional[str]) -> Type[Engine]:
         if env:
             backend, source = env, "GAIO_BACKEND"
     if backend is None:
-        usable = available_backends()
-        if not usable:
-            raise EngineUnavailable("no gaio engine can run on this machine")
-        return _module(usable[0]).Engine
+        reasons = []
+        for name in ENGINE_NAMES:
+            reason = why_unavailable(name)  # a resource shortage propagates
+            if reason is None:
+                return _module(name).Engine
+            reasons.append(f"{name}: {reason}")
+        raise EngineUnavailable(f"no gaio engine can run here ({'; '.join(reasons)})")
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str or None, not {type(backend).__name__}")
     if backend not in ENGINE_NAMES:

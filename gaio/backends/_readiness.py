@@ -204,7 +204,7 @@ class ReadinessEngine(ABC):
             return False
         except OSError as exc:
             n = -exc.errno
-        if n < len(buf):
+        if 0 < n < len(buf):  # short read: emptied. EOF and errors are final, not "drained"
             self._drained_recv.add(fd)
         self._done.append((tag, n, None))
         return True
@@ -219,7 +219,7 @@ class ReadinessEngine(ABC):
         except OSError as exc:
             self._done.append((tag, -exc.errno, None))
             return True
-        if n < len(self._swap) - used:
+        if 0 < n < len(self._swap) - used:
             self._drained_recv.add(fd)
         if n > 0:
             self._swap_used = used + n
@@ -239,7 +239,7 @@ class ReadinessEngine(ABC):
                 self._drained_send.add(fd)
                 return False
             n = -exc.errno
-        if n < len(buf):
+        if 0 <= n < len(buf):  # short write: the buffer is full; an error is final
             self._drained_send.add(fd)
         self._done.append((tag, n, None))
         return True

@@ -37,10 +37,17 @@ What engines promise in return:
 
 from __future__ import annotations
 
+import errno
 from typing import Callable, ClassVar, List, Optional, Protocol, Tuple
 
 #: One completion: (tag, bytes moved or -errno, engine memory or None).
 Completion = Tuple[int, int, Optional[memoryview]]
+
+
+#: A probe raises OSError with one of these (instead of returning a reason)
+#: when it failed for lack of a resource: that says nothing about the machine,
+#: so the registry never caches it.
+TRANSIENT_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN))
 
 
 class EngineUnavailable(OSError):
@@ -94,5 +101,6 @@ class Engine(Protocol):
         still outstanding are discarded."""
 
 
-#: A probe returns None when the engine can run here, else the reason it cannot.
+#: A probe returns None when the engine can run here, else the reason it cannot
+#: (or raises OSError with an errno in TRANSIENT_ERRNOS).
 Probe = Callable[[], Optional[str]]

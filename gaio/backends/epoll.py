@@ -31,6 +31,7 @@ import threading
 from typing import Iterable, List, Optional, Tuple
 
 from ._readiness import ReadinessEngine
+from .base import TRANSIENT_ERRNOS
 
 _IN = getattr(select, "EPOLLIN", 0x1)
 _OUT = getattr(select, "EPOLLOUT", 0x4)
@@ -50,6 +51,8 @@ def probe() -> Optional[str]:
     try:
         select.epoll().close()
     except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise  # out of descriptors or memory now, not unable for good
         return f"epoll_create failed: {exc}"
     return None
 

@@ -1,0 +1,470 @@
+"""The io_uring engine: a completion facility, so it maps onto gaio's engine
+protocol almost one to one. What the kernel really does here:
+
+**Ops.** ``recv``/``send`` become ``IORING_OP_RECV``/``IORING_OP_SEND`` SQEs
+straight on the caller's memory (``ffi.from_buffer``; the pointer's cdata stays
+in ``_ops`` until the CQE arrives, so the buffer export pins the memory). For a
+socket the kernel tries the syscall at submit time; on EAGAIN it arms an
+internal poll and retries from *task work* when the socket becomes ready. The
+data copy therefore happens in task-work context of the submitting task, not
+in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one
+``array('Q')`` (4 words per op) and cross into C once per ``wait``:
+``gaio_enter`` prepares them, submits (in chunks when the SQ fills), waits and
+copies up to 4096 CQEs out.
+
+**Provided buffers (swap reads).** ``recv(buf=None)`` sets
+``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
+when data is there, so 10k idle connections with a pending swap read hold no
+buffer at all. The CQE carries the buffer id; the completion's memory is a
+zero-copy ``memoryview`` slice of exactly ``res`` bytes of the pool, lent until
+the next ``recycle()``, which hands the ids back (tail bump, no syscall). Memory
+is bounded: ``entry = min(bufsize, 16 KiB)``, ``count = clamp(pow2 <= 8 MiB /
+entry, 16, 4096)``, pool ``= count * entry`` bytes (<= 8 MiB, plus
+``16 * count`` for the ring), anonymous mmap, so only touched pages are
+resident. (Default bufsize: 512 buffers of 16 KiB.) A read may thus return
+fewer than ``bufsize`` bytes; gaio allows that. The kernel picks the buffer when
+it issues the recv, so with an empty ring even an idle socket's recv fails at
+once with ``-ENOBUFS``; we never surface it. Such reads (and new swap reads
+while others wait) park in ``_starved``, FIFO, and each ``wait`` releases at most
+as many as there are buffers not lent to the user: with 5000 busy connections
+and 512 buffers no round resubmits thousands of reads to fail again, and no
+loop spins (a read waits for a ``recycle`` when every buffer is lent).
+
+**Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the tag (``CQE_SKIP_SUCCESS``; failure
+CQEs are ignored). It is only a request: the target still posts its own CQE,
+with ``-ECANCELED`` or with the bytes it moved when the data won the race; that
+is what we report. Our internal user_data (cancel, wake) have bit 63 set.
+
+**Thread binding.** ``SINGLE_ISSUER|DEFER_TASKRUN`` make completions cheap: all
+task work (the recv copy, CQE posting) runs only when the issuer thread waits in
+``io_uring_enter``, never by IPI in the middle of Python code. The price: any
+other thread gets ``-EEXIST`` from submit, wait *and* register. We create rings
+``R_DISABLED`` and enable them from the first thread that enters the kernel
+(``wait``), so "create on one thread, loop on another" binds to the loop.
+Should a later ``wait`` come from another thread, we *migrate*: with
+DEFER_TASKRUN the CQ is frozen once the issuer has left the kernel (``wait``
+drains it before returning), and an op whose CQE was not posted has moved no
+data, because its copy would have run in the issuer's task work. So we reap what
+is posted, ``io_uring_queue_exit`` the old ring (ring exit cancels the rest;
+task work of a dying ring ends in ``-ECANCELED`` without doing I/O), wait for
+the kernel to free it, and resubmit the stranded ops on a fresh ring. After two
+migrations the new ring is *shared* (plain flags: no COOP_TASKRUN either, since
+task work of a sleeping submitter would then never run); shared rings serve any
+thread. Without DEFER_TASKRUN support we start shared.
+
+**Knowing the kernel is done.** Closing a ring fd returns before the kernel has
+cancelled everything. Each ring registers the write end of a pipe as a fixed
+file and we close our copy: the ring context drops it only when it is freed,
+after every request is gone, so EOF on the read end is a true barrier. ``close``
+uses the polite path when it may (cancel ANY, reap until nothing of the user's
+is in flight, bounded) and the barrier otherwise (another thread, timeout).
+
+**Overflow.** CQ of 32768 entries; ``IORING_FEAT_NODROP`` (required) parks
+overflowing CQEs in the kernel and ``gaio_enter`` flushes them (GETEVENTS)
+whenever the overflow flag is up; ``-EBUSY``/``-EAGAIN`` from submit make us reap
+and try again, ``-EINTR``/``-ETIME`` just end the wait. Nothing is dropped.
+
+**Wake.** An eventfd with a multishot ``POLL_ADD`` on the ring; ``wake()`` writes
+it (once per sleep, lock-free except for a reentrant lock shared only with
+``close``), so it works from any thread and from GC callbacks inside ``wait``.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import mmap
+import os
+import select
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from .base import TRANSIENT_ERRNOS, Completion, EngineUnavailable
+
+try:
+    from .._uring import ffi, lib
+except ImportError as exc:  # built without liburing, or blocked
+    ffi = lib = None
+    _IMPORT_ERROR: Optional[str] = f"gaio._uring extension not built (liburing-dev missing at install time?): {exc}"
+else:
+    _IMPORT_ERROR = None
+    _F_MORE, _F_BUFFER = lib.IORING_CQE_F_MORE, lib.IORING_CQE_F_BUFFER
+
+__all__ = ["Engine", "probe"]
+
+_RECV, _RECV_SELECT, _SEND, _CANCEL, _CANCEL_ALL, _POLL = range(6)
+_INTERNAL = 1 << 63
+_WAKE_UD = _INTERNAL | 1
+_CANCEL_UD = _INTERNAL | 2
+_BGID = 0
+SQ_ENTRIES = 1024
+CQ_ENTRIES = 32768
+CQE_BATCH = 4096
+SWAP_POOL_BYTES = 8 << 20
+SWAP_ENTRY_MAX = 64 << 10
+_EMPTY = memoryview(b"")
+_RETRY = frozenset((-errno.EINTR, -errno.EAGAIN, -errno.ENOBUFS, -errno.ECANCELED))
+_ONE = (1).to_bytes(8, "little")
+_M32 = 0xFFFFFFFF
+
+
+def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
+    entry = max(1, min(int(bufsize), SWAP_ENTRY_MAX))
+    if count is None:
+        count = max(16, min(4096, SWAP_POOL_BYTES // entry))
+    count = 1 << (max(1, min(int(count), 32768)).bit_length() - 1)  # power of two
+    return entry, count
+
+
+def _barrier(fd: int, timeout: float) -> bool:
+    """Wait until the ring that held the pipe's write end has been freed."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(int(timeout * 1000)))
+
+
+class Engine:
+    name = "uring"
+
+    def __init__(self, bufsize: int, *, swap_buffers: Optional[int] = None,
+                 cq_entries: int = CQ_ENTRIES, shared: bool = False) -> None:
+        if lib is None:
+            raise EngineUnavailable(_IMPORT_ERROR)
+        self._closed = self._closing = False
+        self._ring: Any = None
+        self._barrier_fd = -1
+        self._efd = -1
+        self._cq_entries = cq_entries
+        self._migrations = 2 if shared else 0
+        self._issuer: Optional[int] = None  # thread that enabled the ring
+        self._bound = False
+        self._affinity: Optional[int] = None
+        self._ops: Dict[int, tuple] = {}  # tag -> (kind << 32 | fd, arg, length, keepalive)
+        self._q = array.array("Q")  # queued SQEs, 4 words each (see build_uring.py)
+        self._cancelled: set = set()
+        self._starved: Dict[int, None] = {}  # swap reads parked (-ENOBUFS), FIFO
+        self._ready: List[Completion] = []  # completions made without the kernel
+        self._lent = array.array("H")  # buffer ids handed out since the last recycle
+        self._woken = False
+        self._wake_lock = threading.RLock()
+        self._cq_ud = ffi.new("uint64_t[]", CQE_BATCH)
+        self._cq_res = ffi.new("int32_t[]", CQE_BATCH)
+        self._cq_flags = ffi.new("uint32_t[]", CQE_BATCH)
+        self._out = ffi.new("int[2]")
+        self._entry, self._nbufs = _swap_geometry(bufsize, swap_buffers)
+        self._pool = mmap.mmap(-1, self._entry * self._nbufs)
+        self._br = mmap.mmap(-1, max(mmap.PAGESIZE, 16 * self._nbufs))
+        self._pool_view = memoryview(self._pool)
+        self._pool_ptr = ffi.from_buffer(self._pool)
+        self._br_ptr = ffi.from_buffer(self._br)
+        try:
+            self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._new_ring()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- ring life cycle ------------------------------------------------------------
+    def _new_ring(self) -> None:
+        ring = ffi.new("struct io_uring *")
+        bound = lib.IORING_SETUP_R_DISABLED | lib.IORING_SETUP_SINGLE_ISSUER | lib.IORING_SETUP_DEFER_TASKRUN
+        tries = [bound | lib.IORING_SETUP_COOP_TASKRUN | lib.IORING_SETUP_SUBMIT_ALL,
+                 bound | lib.IORING_SETUP_SUBMIT_ALL] if self._migrations < 2 else []
+        tries += [lib.IORING_SETUP_SUBMIT_ALL, 0]
+        cq = self._cq_entries
+        for flags in tries:
+            rc = lib.gaio_setup(ring, min(SQ_ENTRIES, cq), cq, flags)
+            if rc == -errno.ENOMEM and cq > 4096:
+                cq = 4096  # old kernels charge rings to RLIMIT_MEMLOCK
+                rc = lib.gaio_setup(ring, min(SQ_ENTRIES, cq), cq, flags)
+            if rc != -errno.EINVAL:
+                break
+        if rc < 0:
+            raise EngineUnavailable(-rc, f"io_uring_queue_init failed: {os.strerror(-rc)}")
+        self._ring, self._issuer = ring, None
+        self._bound = bool(flags & lib.IORING_SETUP_DEFER_TASKRUN)
+        if not ring.features & lib.IORING_FEAT_NODROP:
+            raise EngineUnavailable("kernel lacks IORING_FEAT_NODROP (needs Linux 5.5+)")
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            rc = lib.io_uring_register_files(ring, ffi.new("int[]", [w]), 1)
+        finally:
+            os.close(w)
+        self._barrier_fd = r
+        if rc < 0:
+            raise EngineUnavailable(f"io_uring_register_files failed: {os.strerror(-rc)}")
+        rc = lib.gaio_bufring_register(ring, self._br_ptr, self._nbufs, _BGID)
+        if rc < 0:
+            raise EngineUnavailable(f"provided buffer ring unsupported (Linux 5.19+): {os.strerror(-rc)}")
+        lent = set(self._lent)
+        free = array.array("H", [b for b in range(self._nbufs) if b not in lent])
+        lib.gaio_bufring_add(self._br_ptr, self._nbufs, 1, self._pool_ptr, self._entry,
+                             ffi.from_buffer("uint16_t[]", free), len(free))
+
+    def _adopt(self, tid: int) -> None:
+        """The calling thread is about to enter the kernel: make the ring its own."""
+        if self._issuer is not None and self._bound:
+            self._migrate()
+        if self._issuer is None:
+            if self._bound:
+                rc = lib.io_uring_enable_rings(self._ring)
+                if rc < 0:
+                    raise OSError(-rc, f"io_uring_enable_rings: {os.strerror(-rc)}")
+            self._q[0:0] = array.array("Q", (_WAKE_UD, 0, 0, _POLL << 32 | self._efd))
+            if self._affinity is not None:
+                lib.gaio_iowq_aff(self._ring, self._affinity)
+        self._issuer = tid
+
+    def _migrate(self) -> None:
+        """Move to a new ring (see the module docstring: the old CQ is frozen)."""
+        old, old_barrier = self._ring, self._barrier_fd
+        got = lib.gaio_reap(old, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags)
+        while got:
+            self._process(got, self._ready)
+            got = lib.gaio_reap(old, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags)
+        q = self._q
+        queued = set(q[0::4])
+        starved = set(self._starved)
+        stranded = [t for t in self._ops if t not in queued and t not in starved]
+        lib.io_uring_queue_exit(old)
+        self._ring, self._barrier_fd = None, -1
+        if stranded:
+            _barrier(old_barrier, 10.0)  # stranded ops moved no data (frozen CQ)
+        os.close(old_barrier)
+        self._migrations += 1
+        self._new_ring()
+        keep = array.array("Q")
+        for i in range(0, len(q), 4):
+            if q[i] != _WAKE_UD:
+                keep.extend(q[i:i + 4])
+        self._q = array.array("Q")
+        for tag in stranded:
+            self._requeue(tag)
+        self._q.extend(keep)
+
+    # -- submission (front end's thread; nothing enters the kernel here) ---------------
+    def attach(self, fd: int) -> None:
+        pass
+
+    def detach(self, fd: int) -> None:
+        pass
+
+    def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+        if buf is None:
+            op = (_RECV_SELECT << 32 | (fd & _M32), _BGID, self._entry, None)
+            if self._starved or len(self._lent) >= self._nbufs:
+                self._ops[tag] = op
+                self._starved[tag] = None  # queue behind the parked ones
+                return
+        else:
+            keep = ffi.from_buffer(buf, require_writable=True)
+            op = (_RECV << 32 | (fd & _M32), int(ffi.cast("uintptr_t", keep)),
+                  min(len(keep), 0x7FFFF000), keep)
+        self._ops[tag] = op
+        self._q.extend((tag, op[1], op[2], op[0]))
+
+    def send(self, tag: int, fd: int, buf: memoryview) -> None:
+        keep = ffi.from_buffer(buf)
+        op = (_SEND << 32 | (fd & _M32), int(ffi.cast("uintptr_t", keep)),
+              min(len(keep), 0x7FFFF000), keep)
+        self._ops[tag] = op
+        self._q.extend((tag, op[1], op[2], op[0]))
+
+    def cancel(self, tag: int) -> None:
+        if tag not in self._ops or tag in self._cancelled:
+            return
+        if tag in self._starved:  # parked in Python: it moved nothing
+            del self._starved[tag]
+            del self._ops[tag]
+            self._ready.append((tag, -errno.ECANCELED, None))
+            return
+        self._cancelled.add(tag)
+        self._q.extend((_CANCEL_UD, tag, 0, _CANCEL << 32 | _M32))
+
+    # -- completion ---------------------------------------------------------------------
+    def wait(self, timeout: Optional[float]) -> List[Completion]:
+        if self._closed:
+            return []
+        self._woken = False
+        tid = threading.get_ident()
+        if tid != self._issuer:
+            self._adopt(tid)
+        if self._starved:
+            self._release_starved()
+        out, self._ready = self._ready, []
+        wait_ns = -1 if timeout is None else int(timeout * 1e9)
+        if out:
+            wait_ns = 0
+        for _ in range(64):  # more than once only on a full SQ/CQ or a long queue
+            q = self._q
+            n = len(q) >> 2
+            got = lib.gaio_enter(self._ring, n, ffi.from_buffer("uint64_t[]", q) if n else ffi.NULL,
+                                 wait_ns, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags, self._out)
+            taken, err = self._out[0], self._out[1]
+            if taken:
+                del q[:taken * 4]
+            while got:
+                self._process(got, out)
+                got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags) \
+                    if got == CQE_BATCH else 0
+            if not (self._q or err in (-errno.EBUSY, -errno.EAGAIN, -errno.EBADR)):
+                if not lib.gaio_overflow(self._ring):
+                    break
+            wait_ns = 0
+        return out
+
+    def _process(self, n: int, out: List[Completion]) -> None:
+        ops, cancelled = self._ops, self._cancelled
+        for ud, res, fl in zip(ffi.unpack(self._cq_ud, n), ffi.unpack(self._cq_res, n),
+                               ffi.unpack(self._cq_flags, n)):
+            if ud >= _INTERNAL:
+                if ud == _WAKE_UD and not fl & _F_MORE and not self._closing:
+                    self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
+                elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
+                    for tag in list(ops):
+                        self._q.extend((_CANCEL_UD, tag, 0, _CANCEL << 32 | _M32))
+                continue
+            op = ops.pop(ud, None)
+            if op is None:
+                continue
+            if res in _RETRY and res < 0:
+                res = self._resubmit(ud, op, res)
+                if res is None:
+                    continue
+            mem = None
+            if op[0] >> 32 == _RECV_SELECT:
+                if fl & _F_BUFFER:
+                    bid = fl >> 16
+                    self._lent.append(bid)
+                    if res > 0:
+                        start = bid * self._entry
+                        mem = self._pool_view[start:start + res]
+                if res == 0:
+                    mem = _EMPTY
+            if cancelled:
+                cancelled.discard(ud)
+            out.append((ud, res, mem))
+
+    def _resubmit(self, tag: int, op: tuple, res: int) -> Optional[int]:
+        """An op that moved nothing and must not surface: queue it again, park
+        it until buffers come back, or (cancel requested, closing) end it."""
+        if tag in self._cancelled or self._closing:
+            return -errno.ECANCELED
+        if res == -errno.ENOBUFS:
+            self._starved[tag] = None  # released by a later wait
+        else:
+            self._q.extend((tag, op[1], op[2], op[0]))
+        self._ops[tag] = op
+        return None
+
+    def recycle(self) -> None:
+        lent = self._lent
+        if not lent:
+            return
+        lib.gaio_bufring_add(self._br_ptr, self._nbufs, 0, self._pool_ptr, self._entry,
+                             ffi.from_buffer("uint16_t[]", lent), len(lent))
+        del lent[:]
+
+    def _release_starved(self) -> None:
+        """Resubmit parked swap reads, no more than there are unlent buffers."""
+        starved, ops, q = self._starved, self._ops, self._q
+        for _ in range(min(len(starved), self._nbufs - len(self._lent))):
+            tag = next(iter(starved))
+            del starved[tag]
+            op = ops[tag]
+            q.extend((tag, op[1], op[2], op[0]))
+
+    def _requeue(self, tag: int) -> None:
+        res = self._resubmit(tag, self._ops.pop(tag), -errno.ECANCELED)
+        if res is not None:
+            self._ready.append((tag, res, None))
+
+    def wake(self) -> None:
+        if self._woken:
+            return
+        self._woken = True
+        with self._wake_lock:
+            if self._efd >= 0:
+                try:
+                    os.write(self._efd, _ONE)
+                except OSError:
+                    pass
+
+    def set_poller_affinity(self, cpuid: int) -> None:
+        self._affinity = cpuid
+        if self._ring is not None and (self._issuer is None or self._issuer == threading.get_ident()
+                                       or not self._bound):
+            lib.gaio_iowq_aff(self._ring, cpuid)  # else applied when this ring is adopted
+
+    # -- teardown -------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        ring = self._ring
+        if ring is not None:
+            q = self._q
+            queued = set(q[0::4])
+            for tag in list(self._ops):
+                if tag in queued or tag in self._starved:
+                    del self._ops[tag]  # never reached the kernel
+            del q[:]
+            self._starved = {}
+            done = not self._ops
+            tid = threading.get_ident()
+            if not done and (not self._bound or self._issuer in (None, tid)):
+                if self._issuer != tid:
+                    self._adopt(tid)
+                del self._q[:]
+                self._q.extend((_CANCEL_UD, 0, 0, _CANCEL_ALL << 32 | _M32))
+                for _ in range(100):  # bounded: 100 x 50 ms, then the barrier
+                    type(self).wait(self, 0.05)  # not an instance override
+                    if not self._ops:
+                        break
+                done = not self._ops
+            lib.io_uring_queue_exit(ring)
+            self._ring = None
+            if not done and not _barrier(self._barrier_fd, 10.0):
+                _GRAVEYARD.append((self._ops, self._pool, self._br))  # never free what the kernel may touch
+        self._ops = {}
+        self._closed = True
+        if self._barrier_fd >= 0:
+            os.close(self._barrier_fd)
+            self._barrier_fd = -1
+        with self._wake_lock:
+            if self._efd >= 0:
+                os.close(self._efd)
+                self._efd = -1
+        self._pool_ptr = self._br_ptr = None
+        self._pool_view.release()  # slices lent to the user stay valid
+        for m in (self._pool, self._br):
+            try:
+                m.close()
+            except BufferError:
+                pass  # a lent view is alive: unmapped when it dies
+
+
+_GRAVEYARD: List[Any] = []
+
+
+
+
+def probe() -> Optional[str]:
+    """None when a ring can be set up, entered and torn down in this process.
+    A resource shortage (EMFILE, ENFILE, ENOMEM) is raised, not returned: it
+    says nothing about this machine, so the registry should not cache it."""
+    if lib is None:
+        return _IMPORT_ERROR
+    try:
+        engine = Engine(4096, swap_buffers=16, cq_entries=64)
+    except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise
+        return exc.strerror if isinstance(exc, EngineUnavailable) and exc.strerror else str(exc)
+    try:
+        engine.wait(0)
+    except OSError as exc:
+        return f"io_uring_enter failed: {exc}"
+    finally:
+        engine.close()
+    return None

@@ -1,0 +1,414 @@
+"""The io_uring engine on its own, over socketpair descriptors.
+
+Skipped (with the reason) where io_uring cannot run, except under CI=true,
+where an unavailable engine fails these tests: CI is there to test it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from gaio.backends import uring
+
+REASON = uring.probe()
+ECANCELED = -errno.ECANCELED
+
+
+@pytest.fixture
+def engine_factory():
+    if REASON is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the io_uring engine is unavailable: {REASON}")
+        pytest.skip(f"io_uring unavailable: {REASON}")
+    made = []
+
+    def make(bufsize=65536, **kw):
+        e = uring.Engine(bufsize, **kw)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()
+
+
+@pytest.fixture
+def engine(engine_factory):
+    return engine_factory()
+
+
+@pytest.fixture
+def pairs():
+    made = []
+
+    def make(n=1):
+        for _ in range(n):
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+            made.append((a, b))
+        return made[-n:]
+
+    yield make
+    for a, b in made:
+        a.close()
+        b.close()
+
+
+def collect(engine, want, timeout=10.0, recycle=False):
+    """Wait until ``want`` completions arrived; returns {tag: (res, bytes or None)}."""
+    got = {}
+    end = time.monotonic() + timeout
+    while len(got) < want:
+        assert time.monotonic() < end, f"only {len(got)} of {want} completions"
+        if recycle:
+            engine.recycle()
+        for tag, res, mem in engine.wait(0.5):
+            assert tag not in got, f"tag {tag} completed twice"
+            got[tag] = (res, None if mem is None else bytes(mem))
+    return got
+
+
+def test_recv_send_user_buffers(engine, pairs):
+    (a, b), = pairs()
+    buf = bytearray(16)
+    engine.attach(a.fileno())
+    engine.attach(b.fileno())
+    engine.recv(1, a.fileno(), memoryview(buf))
+    engine.send(2, b.fileno(), memoryview(b"hello uring"))
+    got = collect(engine, 2)
+    assert got == {1: (11, None), 2: (11, None)}
+    assert bytes(buf[:11]) == b"hello uring"
+    engine.detach(a.fileno())
+
+
+def test_send_to_closed_peer_is_epipe_not_sigpipe(engine, pairs):
+    (a, b), = pairs()
+    b.close()
+    engine.send(1, a.fileno(), memoryview(b"x" * 10))
+    res, _ = collect(engine, 1)[1]
+    assert res == -errno.EPIPE
+
+
+def test_eof(engine, pairs):
+    (a, b), = pairs()
+    engine.recv(1, a.fileno(), None)
+    b.shutdown(socket.SHUT_WR)
+    assert collect(engine, 1) == {1: (0, b"")}
+
+
+def test_swap_recv_is_exact_view_until_recycle(engine, pairs):
+    (a, b), = pairs()
+    engine.recv(1, a.fileno(), None)
+    b.send(b"swap!")
+    out = engine.wait(5)
+    assert len(out) == 1
+    tag, res, mem = out[0]
+    assert (tag, res) == (1, 5) and isinstance(mem, memoryview)
+    assert mem.nbytes == 5 and bytes(mem) == b"swap!"
+    assert len(engine._lent) == 1
+    engine.recycle()
+    assert len(engine._lent) == 0
+    engine.recv(2, a.fileno(), None)
+    b.send(b"again")
+    assert collect(engine, 1) == {2: (5, b"again")}
+
+
+def test_swap_memory_is_bounded():
+    for bufsize in (16, 4096, 65536, 1 << 20, 64 << 20):
+        entry, count = uring._swap_geometry(bufsize, None)
+        assert entry == min(bufsize, uring.SWAP_ENTRY_MAX)
+        assert count & (count - 1) == 0 and 16 <= count <= 4096
+        assert entry * count <= max(uring.SWAP_POOL_BYTES, 16 * entry)
+
+
+def test_idle_swap_reads_hold_no_buffer_and_enobufs_requeues(engine_factory, pairs):
+    e = engine_factory(bufsize=64, swap_buffers=2)
+    ps = pairs(12)
+    for i, (a, _) in enumerate(ps):
+        e.recv(i + 1, a.fileno(), None)
+    assert e.wait(0.05) == []  # 12 idle swap reads on a ring of 2 buffers
+    for i, (_, b) in enumerate(ps):
+        b.send(b"%02d-payload" % i)
+    got = {}
+    waits = 0
+    end = time.monotonic() + 10
+    while len(got) < len(ps):
+        assert time.monotonic() < end
+        e.recycle()
+        out = e.wait(0.5)
+        waits += 1
+        assert len(out) <= 2  # never more buffers out than the ring has
+        for tag, res, mem in out:
+            got[tag] = bytes(mem)
+    assert got == {i + 1: b"%02d-payload" % i for i in range(len(ps))}
+    assert waits < 100  # parked, not spinning
+
+
+def test_enobufs_after_recycle_is_not_starved(engine_factory, pairs):
+    """An -ENOBUFS posted before buffers came back must still be retried."""
+    e = engine_factory(bufsize=64, swap_buffers=1)
+    (a1, b1), (a2, b2) = pairs(2)
+    e.recv(1, a1.fileno(), None)
+    e.recv(2, a2.fileno(), None)
+    e.wait(0)
+    b1.send(b"one")
+    b2.send(b"two")
+    time.sleep(0.05)
+    got = collect(e, 2, recycle=True)
+    assert got == {1: (3, b"one"), 2: (3, b"two")}
+
+
+def test_cancel_without_data(engine, pairs):
+    (a, _), = pairs()
+    buf = bytearray(8)
+    engine.recv(7, a.fileno(), memoryview(buf))
+    assert engine.wait(0.01) == []
+    engine.cancel(7)
+    engine.cancel(7)  # twice is harmless
+    engine.cancel(12345)  # unknown tags are ignored
+    assert collect(engine, 1) == {7: (ECANCELED, None)}
+
+
+def test_cancel_in_same_batch_and_swap(engine, pairs):
+    (a, _), = pairs()
+    engine.recv(1, a.fileno(), None)
+    engine.cancel(1)
+    assert collect(engine, 1) == {1: (ECANCELED, None)}
+
+
+def test_cancel_raced_by_data_reports_data(engine, pairs):
+    (a, b), = pairs()
+    buf = bytearray(8)
+    b.send(b"raced")
+    engine.recv(3, a.fileno(), memoryview(buf))
+    engine.cancel(3)  # same batch: the recv finds data at once, cancel finds nothing
+    assert collect(engine, 1) == {3: (5, None)}
+    assert bytes(buf[:5]) == b"raced"
+
+
+def test_cancelled_starved_swap_read_completes(engine_factory, pairs):
+    e = engine_factory(bufsize=64, swap_buffers=1)
+    (a1, b1), (a2, b2) = pairs(2)
+    b1.send(b"x")
+    e.recv(1, a1.fileno(), None)
+    assert collect(e, 1) == {1: (1, b"x")}  # the only buffer is lent now
+    e.recv(2, a2.fileno(), None)
+    b2.send(b"y")
+    assert e.wait(0.1) == []  # -ENOBUFS: parked
+    e.cancel(2)
+    assert collect(e, 1) == {2: (ECANCELED, None)}
+
+
+def test_wake_from_another_thread(engine):
+    assert engine.wait(0) == []
+    for _ in range(3):
+        t = threading.Timer(0.1, engine.wake)
+        t0 = time.monotonic()
+        t.start()
+        assert engine.wait(None) == []
+        assert time.monotonic() - t0 < 2.0
+        t.join()
+
+
+def test_wake_before_wait_and_after_close(engine):
+    engine.wake()
+    t0 = time.monotonic()
+    engine.wait(5)
+    assert time.monotonic() - t0 < 1.0
+    engine.close()
+    engine.wake()  # no-op
+    assert engine.wait(0) == []
+
+
+def test_close_with_ops_in_flight(engine_factory, pairs):
+    e = engine_factory()
+    ps = pairs(50)
+    bufs = [bytearray(4) for _ in ps]
+    for i, ((a, _), buf) in enumerate(zip(ps, bufs)):
+        e.recv(i + 1, a.fileno(), memoryview(buf))
+        e.recv(1000 + i, ps[i][1].fileno(), None)
+    e.send(999, ps[0][1].fileno(), memoryview(b"zz"))
+    e.wait(0)
+    e.close()
+    e.close()  # twice is fine
+    for _, b in ps:
+        b.send(b"late")
+    time.sleep(0.05)
+    assert all(buf == bytearray(4) for buf in bufs[1:])  # nobody wrote after close
+
+
+def test_close_from_another_thread_with_ops_in_flight(engine_factory, pairs):
+    e = engine_factory()
+    ps = pairs(20)
+    bufs = [bytearray(4) for _ in ps]
+    for i, ((a, _), buf) in enumerate(zip(ps, bufs)):
+        e.recv(i + 1, a.fileno(), memoryview(buf))
+        e.recv(100 + i, ps[i][1].fileno(), None)
+    e.wait(0)  # this thread is the ring's issuer now
+    t = threading.Thread(target=e.close)
+    t.start()
+    t.join(15)
+    assert not t.is_alive()
+    for _, b in ps:
+        b.send(b"late")
+    time.sleep(0.05)
+    assert all(buf == bytearray(4) for buf in bufs)
+
+
+def test_thread_change_between_calls(engine, pairs):
+    (a, b), = pairs()
+    buf = bytearray(16)
+    engine.recv(1, a.fileno(), memoryview(buf))
+    engine.recv(2, b.fileno(), None)
+    engine.wait(0)  # submitted by this thread
+
+    results = []
+
+    def other(payload):
+        try:
+            a.send(payload)
+            b.send(b"to-a")
+            results.append(collect(engine, 2))
+        except BaseException as exc:  # noqa: BLE001
+            results.append(exc)
+
+    t = threading.Thread(target=other, args=(b"to-b",))
+    t.start()
+    t.join()
+    assert results == [{1: (4, None), 2: (4, b"to-b")}]
+    assert bytes(buf[:4]) == b"to-a"
+    # and on: more ops from yet other threads, some in flight across the change
+    for n in range(3):
+        engine.recycle()
+        engine.recv(10 + n, a.fileno(), memoryview(buf))
+        assert engine.wait(0) == []
+        results.clear()
+        t = threading.Thread(target=lambda: results.append(collect(engine, 1)))
+        t.start()
+        b.send(b"n%d" % n)
+        t.join()
+        assert results == [{10 + n: (2, None)}]
+    engine.cancel(99)
+
+
+def test_thread_change_keeps_cancel(engine, pairs):
+    (a, _), = pairs()
+    engine.recv(1, a.fileno(), memoryview(bytearray(4)))
+    engine.wait(0)
+    engine.cancel(1)  # queued, not yet submitted, then another thread drives
+    out = []
+    t = threading.Thread(target=lambda: out.append(collect(engine, 1)))
+    t.start()
+    t.join()
+    assert out == [{1: (ECANCELED, None)}]
+
+
+def test_ten_thousand_ops_in_flight_small_cq(engine_factory, pairs):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    npairs = 5200
+    if soft < 2 * npairs + 200:
+        want = min(hard, 2 * npairs + 400)
+        if want < 2 * npairs + 200:
+            pytest.skip(f"needs ulimit -n >= {2 * npairs + 200}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    e = engine_factory(bufsize=16, cq_entries=1024)  # CQ far smaller than in flight: NODROP
+    ps = pairs(npairs)
+    bufs = {}
+    tag = 0
+    for a, b in ps:
+        for s in (a, b):
+            tag += 1
+            if tag % 2:
+                bufs[tag] = bytearray(8)
+                e.recv(tag, s.fileno(), memoryview(bufs[tag]))
+            else:
+                e.recv(tag, s.fileno(), None)
+    assert e.wait(0) == []
+    assert len(e._ops) == tag >= 10_000
+    for a, b in ps:
+        a.send(b"ab")
+        b.send(b"ba")
+    got = collect(e, tag, timeout=60, recycle=True)
+    assert len(got) == tag
+    assert all(res == 2 for res, _ in got.values())
+    assert all(bytes(buf[:2]) in (b"ab", b"ba") for buf in bufs.values())
+    assert not e._ops
+
+
+def test_poller_affinity(engine):
+    engine.set_poller_affinity(0)
+    assert engine.wait(0) == []
+    engine.set_poller_affinity(os.cpu_count() - 1)
+
+
+def _run_py(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("GAIO_BACKEND", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_fallback_when_extension_is_missing():
+    p = _run_py("""
+        import sys
+        sys.modules['gaio._uring'] = None  # as if built without liburing
+        import gaio
+        from gaio.backends import uring, why_unavailable
+        print(why_unavailable('uring'))
+        assert 'uring' not in gaio.available_backends()
+        w = gaio.Watcher()
+        print(w.backend)
+        w.close()
+    """)
+    assert p.returncode == 0, p.stderr
+    reason, backend = p.stdout.strip().splitlines()
+    assert "not built" in reason
+    assert backend == "epoll"
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not sys.platform.startswith("linux"),
+                    reason="seccomp filter below is written for x86_64 Linux")
+def test_fallback_under_seccomp():
+    p = _run_py("""
+        import ctypes, errno
+        libc = ctypes.CDLL(None, use_errno=True)
+        class Filter(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                        ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+        class Prog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+        BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+        prog = (Filter * 4)(
+            Filter(BPF_LD_W_ABS, 0, 0, 0),        # seccomp_data.nr
+            Filter(BPF_JEQ_K, 0, 1, 425),         # io_uring_setup?
+            Filter(BPF_RET_K, 0, 0, 0x00050000 | errno.EPERM),
+            Filter(BPF_RET_K, 0, 0, 0x7fff0000),  # allow
+        )
+        assert libc.prctl(38, 1, 0, 0, 0) == 0    # PR_SET_NO_NEW_PRIVS
+        assert libc.prctl(22, 2, ctypes.byref(Prog(4, prog)), 0, 0) == 0, ctypes.get_errno()
+        import gaio
+        from gaio.backends import why_unavailable
+        print(why_unavailable('uring'))
+        assert 'uring' not in gaio.available_backends()
+        w = gaio.Watcher()
+        print(w.backend)
+        w.close()
+    """)
+    assert p.returncode == 0, p.stderr
+    reason, backend = p.stdout.strip().splitlines()
+    assert "io_uring_queue_init failed: Operation not permitted" in reason
+    assert backend == "epoll"
