@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 import gaio
-from conftest import Reader, collect, collect_until, fd_count
+from conftest import Reader, collect, collect_until, fd_count, tcp_pair
 
 
 def pattern(n: int, seed: int = 0) -> bytes:
@@ -531,3 +531,54 @@ def test_descriptors_flat_across_10k_connect_free_cycles(watcher):
         gc.collect()
         watcher.wait_io(0)
         assert fd_count() <= before + 1
+
+
+def test_free_completes_queued_ops_in_order(watcher, tcp):
+    a, b = tcp
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    for i in range(5):
+        watcher.read(("r", i), a, bytearray(1))
+    for i in range(5):
+        watcher.write(("w", i), a, b"x" * (4 << 20))  # the head is stuck: the peer does not read
+    assert watcher.wait_io(0.05) == []
+    watcher.free(a)
+    watcher.read(("r", 5), a, bytearray(1))  # after free: behind the same heads
+    watcher.write(("w", 5), a, b"late")
+    results = collect(watcher, 12)
+    assert [r.context[1] for r in results if r.context[0] == "r"] == list(range(6))
+    assert [r.context[1] for r in results if r.context[0] == "w"] == list(range(6))
+    assert all(isinstance(r.error, gaio.ConnClosedError) for r in results)
+
+
+def _echo_once(watcher, a, b):
+    watcher.write("w", a, b"ping over " + repr(a.family).encode())
+    watcher.read("r", a, None)
+    (w_res,) = collect(watcher, 1)
+    assert w_res.error is None
+    data = b.recv(100)
+    b.sendall(data.upper())
+    (r,) = collect(watcher, 1)
+    assert bytes(r.buffer[: r.size]) == data.upper()
+
+
+def test_ipv6_loopback(watcher):
+    if not socket.has_ipv6:
+        pytest.skip("this Python has no IPv6 support")
+    try:
+        a, b = tcp_pair(socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"::1 is not configured on this machine: {exc}")
+    with a, b:
+        _echo_once(watcher, a, b)
+
+
+def test_unix_stream_socket_by_path(watcher, tmp_path):
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lsock:
+        lsock.bind(path)
+        lsock.listen(1)
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        a.connect(path)
+        b, _ = lsock.accept()
+    with a, b:
+        _echo_once(watcher, a, b)

@@ -40,6 +40,8 @@ from __future__ import annotations
 import errno
 from typing import Callable, ClassVar, List, Optional, Protocol, Tuple
 
+from ..errors import GaioError
+
 #: One completion: (tag, bytes moved or -errno, engine memory or None).
 Completion = Tuple[int, int, Optional[memoryview]]
 
@@ -50,8 +52,10 @@ Completion = Tuple[int, int, Optional[memoryview]]
 TRANSIENT_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN))
 
 
-class EngineUnavailable(OSError):
-    """This engine cannot run in this process; the message says why."""
+class EngineUnavailable(GaioError, ValueError, OSError):
+    """The engine asked for cannot run in this process; the message says why
+    and lists the engines that can. A bad choice of ``backend`` (ValueError)
+    caused by the system (OSError), reported by gaio (GaioError)."""
 
 
 class Engine(Protocol):
