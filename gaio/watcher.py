@@ -529,7 +529,11 @@ class Watcher:
             self._finish(op, op.error)
             return
         if st.freed:
-            self._finish(op, ConnClosedError("connection was freed"))
+            head = st.read_head if op.operation is _READ else st.write_head
+            if head is None:
+                self._finish(op, ConnClosedError("connection was freed"))
+            else:  # completes after the in-flight head, in order
+                self._queue_behind(st, op)
             return
         if not st.attached:
             try:
@@ -629,6 +633,7 @@ class Watcher:
             st.read_head = None
             self._finish(op, error)
             if st.freed:
+                self._fail_queued(st, _READ)
                 self._release_if_idle(st)
             elif st.reads is not None:
                 self._next_read(st)
@@ -650,6 +655,7 @@ class Watcher:
             st.write_head = None
             self._finish(op, error)
             if st.freed:
+                self._fail_queued(st, _WRITE)
                 self._release_if_idle(st)
             elif st.writes is not None:
                 self._next_write(st)
@@ -683,17 +689,39 @@ class Watcher:
     def _free_conn(self, st: _Conn) -> None:
         """Complete every op of a freed conn; close it once none is in flight."""
         error = ConnClosedError
-        for queue in (st.reads, st.writes):
-            while queue:
-                op = queue.popleft()
-                if not op._done:
-                    self._finish(op, error("connection was freed"))
-        st.reads = st.writes = None
         for op in (st.read_head, st.write_head):
             if op is not None and op._cancel_error is None:
                 op._cancel_error = error
                 self._engine.cancel(op._tag)
+        # Ops queued behind a head still at the engine complete after it (order);
+        # _complete fails them once the head's cancel lands.
+        if st.read_head is None:
+            self._fail_queued(st, _READ)
+        if st.write_head is None:
+            self._fail_queued(st, _WRITE)
         self._release_if_idle(st)
+
+    def _fail_queued(self, st: _Conn, kind: OpType) -> None:
+        """Complete the ops queued on a freed conn, in order, with ConnClosedError."""
+        queue = st.reads if kind is _READ else st.writes
+        while queue:
+            op = queue.popleft()
+            if not op._done:
+                self._finish(op, ConnClosedError("connection was freed"))
+        if kind is _READ:
+            st.reads = None
+        else:
+            st.writes = None
+
+    def _queue_behind(self, st: _Conn, op: OpResult) -> None:
+        if op.operation is _READ:
+            if st.reads is None:
+                st.reads = collections.deque()
+            st.reads.append(op)
+        else:
+            if st.writes is None:
+                st.writes = collections.deque()
+            st.writes.append(op)
 
     def _release_if_idle(self, st: _Conn) -> None:
         if st.read_head is None and st.write_head is None:
