@@ -628,7 +628,8 @@ def test_events_map_to_directions_as_in_aio_bsd_go(engine):
     engine._kq = SimpleNamespace(control=lambda *args: canned, close=real.close)
     try:
         assert list(engine._poll(0)) == [
-            (10, True, False), (11, True, True), (12, False, True), (13, False, True), (14, True, True)]
+            (10, True, False, False), (11, True, True, True), (12, False, True, False),
+            (13, False, True, True), (14, True, True, True)]
     finally:
         engine._kq = real
 

@@ -17,12 +17,16 @@ the one the Go original uses:
   hang-ups wake both directions: the retried call itself then reports the error
   (``ECONNRESET``, ``EPIPE``) or end of stream.
 * The engine remembers, per direction, that a descriptor is drained: a receive
-  that came back short (or with ``EAGAIN``) emptied the socket buffer, so the
-  next receive parks at once instead of paying for a system call and a
+  that came back short or with ``EAGAIN`` emptied the socket buffer, so the next
+  receive parks at once instead of paying for a system call and a
   ``BlockingIOError`` that are sure to fail; the next edge clears the mark.
   Sends likewise after a partial write. (The Go original keeps the same bits.)
-  This is safe with edge triggering: data that arrives after the short read is
-  a new edge, reported by the next poll.
+  Data or a FIN that arrives after the short read is a new edge. The one trap:
+  data and the FIN may arrive together, as *one* edge that the poll already
+  consumed; a short read then leaves the EOF behind with no edge to come
+  (tests/test_regressions.py). The poll says so, though (``EPOLLRDHUP``,
+  ``EV_EOF``): such a descriptor is marked hung up for good, and a hung-up
+  descriptor is never treated as drained.
 * Swap-buffer receives (``buf=None``) read into one region of ``bufsize`` bytes
   that is carved up front to back during a cycle and handed back whole by
   ``recycle()`` at the start of the next ``wait_io``. When the region is too
@@ -72,6 +76,8 @@ class ReadinessEngine(ABC):
         # descriptors known to be drained (see the module docstring)
         self._drained_recv: Set[int] = set()
         self._drained_send: Set[int] = set()
+        # descriptors whose peer hung up or that saw an error: never "drained"
+        self._hung_up: Set[int] = set()
         self._closed = False
 
     # -- to be supplied by subclasses ----------------------------------------
@@ -84,8 +90,9 @@ class ReadinessEngine(ABC):
         ...
 
     @abstractmethod
-    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool]]:
-        """Events as (fd, readable, writable); the wake-up is filtered out."""
+    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
+        """Events as (fd, readable, writable, hung_up); the wake-up is filtered
+        out. ``hung_up``: the peer closed its side or the socket has an error."""
 
     @abstractmethod
     def _close_poller(self) -> None:
@@ -98,6 +105,7 @@ class ReadinessEngine(ABC):
     def detach(self, fd: int) -> None:
         self._drained_recv.discard(fd)
         self._drained_send.discard(fd)
+        self._hung_up.discard(fd)
         self._starved.pop(fd, None)
         try:
             self._unregister(fd)
@@ -143,7 +151,9 @@ class ReadinessEngine(ABC):
             self._retry_starved()
         if self._done:
             timeout = 0
-        for fd, readable, writable in self._poll(timeout):
+        for fd, readable, writable, hung_up in self._poll(timeout):
+            if hung_up:
+                self._hung_up.add(fd)
             if readable:
                 self._drained_recv.discard(fd)
                 entry = self._parked_recv.get(fd)
@@ -169,6 +179,13 @@ class ReadinessEngine(ABC):
         return done
 
     def recycle(self) -> None:
+        # A swap receive that completed at once (started while the front end
+        # processed the last batch) sits in _done, pointing into the region, and
+        # is not the user's yet: reusing the region now would overwrite it. Keep
+        # the region one more cycle; starved receives wait for the next one.
+        for _tag, _res, mem in self._done:
+            if mem is not None:
+                return
         self._swap_used = 0
 
     def set_poller_affinity(self, cpuid: int) -> None:
@@ -189,6 +206,7 @@ class ReadinessEngine(ABC):
         self._done.clear()
         self._drained_recv.clear()
         self._drained_send.clear()
+        self._hung_up.clear()
         self._close_poller()
 
     # -- helpers ----------------------------------------------------------------
@@ -204,8 +222,8 @@ class ReadinessEngine(ABC):
             return False
         except OSError as exc:
             n = -exc.errno
-        if 0 < n < len(buf):  # short read: emptied. EOF and errors are final, not "drained"
-            self._drained_recv.add(fd)
+        if 0 < n < len(buf) and fd not in self._hung_up:
+            self._drained_recv.add(fd)  # emptied (EOF and errors are final instead)
         self._done.append((tag, n, None))
         return True
 
@@ -219,9 +237,9 @@ class ReadinessEngine(ABC):
         except OSError as exc:
             self._done.append((tag, -exc.errno, None))
             return True
-        if 0 < n < len(self._swap) - used:
-            self._drained_recv.add(fd)
         if n > 0:
+            if n < len(self._swap) - used and fd not in self._hung_up:
+                self._drained_recv.add(fd)
             self._swap_used = used + n
             self._done.append((tag, n, self._swap[used : used + n]))
         else:

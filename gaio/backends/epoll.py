@@ -41,6 +41,7 @@ _RDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
 _ET = getattr(select, "EPOLLET", 1 << 31)
 _READ_EVENTS = _IN | _ERR | _HUP | _RDHUP
 _WRITE_EVENTS = _OUT | _ERR | _HUP
+_HANGUP_EVENTS = _ERR | _HUP | _RDHUP
 _MAX_EVENTS = 1024
 
 
@@ -79,9 +80,9 @@ class Engine(ReadinessEngine):
     def _unregister(self, fd: int) -> None:
         self._epoll.unregister(fd)
 
-    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool]]:
+    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
         events = self._epoll.poll(-1 if timeout is None else timeout, _MAX_EVENTS)
-        ready: List[Tuple[int, bool, bool]] = []
+        ready: List[Tuple[int, bool, bool, bool]] = []
         wakefd = self._wakefd
         for fd, ev in events:
             if fd == wakefd:
@@ -90,7 +91,7 @@ class Engine(ReadinessEngine):
                 except BlockingIOError:
                     pass
                 continue
-            ready.append((fd, bool(ev & _READ_EVENTS), bool(ev & _WRITE_EVENTS)))
+            ready.append((fd, bool(ev & _READ_EVENTS), bool(ev & _WRITE_EVENTS), bool(ev & _HANGUP_EVENTS)))
         return ready
 
     def wake(self) -> None:

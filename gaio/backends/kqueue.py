@@ -55,6 +55,7 @@ import threading
 from typing import Iterable, List, Optional, Tuple
 
 from ._readiness import ReadinessEngine
+from .base import TRANSIENT_ERRNOS
 
 _select = select  # tests substitute an object shaped like the select module
 
@@ -70,6 +71,8 @@ def probe() -> Optional[str]:
     try:
         _select.kqueue().close()
     except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise  # out of descriptors or memory now, not unable for good
         return f"kqueue() failed: {exc}"
     return None
 
@@ -122,9 +125,9 @@ class Engine(ReadinessEngine):
         kevent, delete = self._kevent, self._delete
         self._kq.control([kevent(fd, self._read_filter, delete), kevent(fd, self._write_filter, delete)], 0)
 
-    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool]]:
+    def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
         events = self._kq.control(None, _MAX_EVENTS, timeout)
-        ready: List[Tuple[int, bool, bool]] = []
+        ready: List[Tuple[int, bool, bool, bool]] = []
         read_filter, eof, error = self._read_filter, self._eof, self._error
         for ev in events:
             fd, filt, flags = ev.ident, ev.filter, ev.flags
@@ -132,13 +135,14 @@ class Engine(ReadinessEngine):
                 self._drain_pipe()
                 continue
             if flags & error:
-                ready.append((fd, True, True))
+                ready.append((fd, True, True, True))
             elif filt == read_filter:
                 # EOF on the read side: the peer is gone, so a parked send
                 # must retry and see EPIPE/ECONNRESET (aio_bsd.go does the same).
-                ready.append((fd, True, bool(flags & eof)))
+                hung_up = bool(flags & eof)
+                ready.append((fd, True, hung_up, hung_up))
             else:
-                ready.append((fd, False, True))
+                ready.append((fd, False, True, bool(flags & eof)))
         return ready
 
     def _drain_pipe(self) -> None:
