@@ -100,7 +100,7 @@ class OpResult:
         "error",
         "_conn_state",  # the _Conn, or None when the op failed at submission
         "_view",  # bytes memoryview of the user's buffer; None for swap reads
-        "_full",  # read_full: complete only when the buffer is full
+        "_need",  # bytes to move before completing: 0 for read, the buffer's size otherwise
         "_deadline",  # absolute time.monotonic() seconds, or None
         "_tag",  # engine tag while in flight, else 0
         "_cancel_error",  # error class to deliver once a requested cancel lands
@@ -285,33 +285,36 @@ class Watcher:
         ``buf=None`` reads into the watcher's swap buffer: the result's
         ``buffer`` is then a memoryview valid until the next ``wait_io``.
         """
-        self._submit(_READ, ctx, conn, buf, None if buf is None else _bytes_view(buf, True), None, False)
+        self._submit(_READ, ctx, conn, buf, None if buf is None else _bytes_view(buf, True), None, 0)
 
     def read_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float]) -> None:
         """Like :meth:`read`, failing with ``DeadlineError`` if nothing came by
         ``deadline`` (absolute, on the ``time.monotonic()`` clock)."""
         view = None if buf is None else _bytes_view(buf, True)
-        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), False)
+        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), 0)
 
     def read_full(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float] = None) -> None:
         """Fill ``buf`` completely; on EOF, error or deadline the result's
         ``size`` says how much arrived."""
         if buf is None:
             raise EmptyBufferError("buf is None: read_full needs a buffer to fill")
-        self._submit(_READ, ctx, conn, buf, _bytes_view(buf, True), _check_deadline(deadline), True)
+        view = _bytes_view(buf, True)
+        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), view.nbytes)
 
     def write(self, ctx: Any, conn: Any, buf: Any) -> None:
         """Write all of ``buf`` to ``conn``. Keep ``buf`` unchanged until done."""
         if buf is None:
             raise EmptyBufferError("buf is None: there is nothing to write")
-        self._submit(_WRITE, ctx, conn, buf, _bytes_view(buf, False), None, False)
+        view = _bytes_view(buf, False)
+        self._submit(_WRITE, ctx, conn, buf, view, None, view.nbytes)
 
     def write_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float]) -> None:
         """Like :meth:`write`, failing with ``DeadlineError`` (``size`` = bytes
         written) if not done by ``deadline``."""
         if buf is None:
             raise EmptyBufferError("buf is None: there is nothing to write")
-        self._submit(_WRITE, ctx, conn, buf, _bytes_view(buf, False), _check_deadline(deadline), False)
+        view = _bytes_view(buf, False)
+        self._submit(_WRITE, ctx, conn, buf, view, _check_deadline(deadline), view.nbytes)
 
     def _submit(
         self,
@@ -321,7 +324,7 @@ class Watcher:
         buf: Any,
         view: Optional[memoryview],
         deadline: Optional[float],
-        full: bool,
+        need: int,
     ) -> None:
         if self._closed:
             raise WatcherClosedError("watcher is closed")
@@ -334,7 +337,7 @@ class Watcher:
         op.size = 0
         op.error = None
         op._view = view
-        op._full = full
+        op._need = need
         op._deadline = deadline
         op._tag = 0
         op._cancel_error = None
@@ -528,14 +531,7 @@ class Watcher:
         if st is None:  # refused at submission; op.error says why
             self._finish(op, op.error)
             return
-        if st.freed:
-            head = st.read_head if op.operation is _READ else st.write_head
-            if head is None:
-                self._finish(op, ConnClosedError("connection was freed"))
-            else:  # completes after the in-flight head, in order
-                self._queue_behind(st, op)
-            return
-        if not st.attached:
+        if not st.attached and not st.freed:
             try:
                 self._engine.attach(st.fd)
             except OSError as exc:
@@ -545,9 +541,13 @@ class Watcher:
         if op._deadline is not None:
             self._deadline_seq += 1
             _heappush(self._deadlines, (op._deadline, self._deadline_seq, op))
+        # An op behind another still at the engine waits for it, even on a
+        # freed conn: completions stay in submission order.
         if op.operation is _READ:
             if st.read_head is None:
-                if st.eof:
+                if st.freed:
+                    self._finish(op, ConnClosedError("connection was freed"))
+                elif st.eof:
                     self._finish(op, EOFError("end of stream"))
                 else:
                     self._start_read(st, op)
@@ -555,13 +555,15 @@ class Watcher:
                 st.reads = collections.deque((op,))
             else:
                 st.reads.append(op)
-        else:
-            if st.write_head is None:
-                self._start_write(st, op)
-            elif st.writes is None:
-                st.writes = collections.deque((op,))
+        elif st.write_head is None:
+            if st.freed:
+                self._finish(op, ConnClosedError("connection was freed"))
             else:
-                st.writes.append(op)
+                self._start_write(st, op)
+        elif st.writes is None:
+            st.writes = collections.deque((op,))
+        else:
+            st.writes.append(op)
 
     def _start_read(self, st: _Conn, op: OpResult) -> None:
         st.read_head = op
@@ -570,8 +572,8 @@ class Watcher:
         op._tag = tag
         self._in_flight[tag] = op
         view = op._view
-        if view is not None and op.size:
-            view = view[op.size :]
+        if op.size:
+            view = view[op.size :]  # read_full: the rest of the buffer
         self._engine.recv(tag, st.fd, view)
 
     def _start_write(self, st: _Conn, op: OpResult) -> None:
@@ -609,53 +611,72 @@ class Watcher:
         """Turn the engine's completion of ``op`` into a result, or go on."""
         st = op._conn_state
         op._tag = 0
-        cancel_error = op._cancel_error
-        if op.operation is _READ:
-            if res > 0:
+        if res > 0 and op._cancel_error is None and not st.freed:
+            # the common case, kept short: bytes moved, nothing cancelled
+            size = op.size = op.size + res
+            if op.operation is _READ:
                 if mem is not None:
                     op.buffer = mem
-                op.size += res
-                if op._full and op.size < op._view.nbytes and cancel_error is None:
+                elif size < op._need:
                     self._start_read(st, op)  # read_full: go on where it stopped
                     return
-                error = None
-                if op._full and op.size < op._view.nbytes:
-                    error = cancel_error(_cancel_message(cancel_error))
-            elif res == 0:
-                st.eof = True
-                error = EOFError("end of stream")
-            elif cancel_error is not None:
-                error = cancel_error(_cancel_message(cancel_error))
+                st.read_head = None
+                op._done = True
+                op._view = None  # the user's buffer is theirs again (resizable)
+                self._results.append(op)
+                if st.reads is not None:
+                    self._next_read(st)
+            elif size < op._need:
+                self._start_write(st, op)  # partial write: send the rest
             else:
-                error = _os_error(res)
-            if st.freed:
-                error = ConnClosedError("connection was freed")
+                st.write_head = None
+                op._done = True
+                op._view = None
+                self._results.append(op)
+                if st.writes is not None:
+                    self._next_write(st)
+            return
+        self._complete_other(st, op, res, mem)
+
+    def _complete_other(self, st: _Conn, op: OpResult, res: int, mem: Optional[memoryview]) -> None:
+        """End of stream, errors, cancelled ops and freed conns."""
+        cancel_error = op._cancel_error
+        if res > 0:  # moved bytes, but was cancelled or freed meanwhile
+            if mem is not None:
+                op.buffer = mem
+            op.size += res
+            error = None
+            if cancel_error is not None and op.size < op._need:
+                error = cancel_error(_cancel_message(cancel_error))
+        elif res == 0 and op.operation is _READ:
+            st.eof = True
+            error = EOFError("end of stream")
+        elif res == 0:  # a send that moved nothing: try again, or give up if cancelled
+            if cancel_error is None and not st.freed:
+                self._start_write(st, op)
+                return
+            error = cancel_error(_cancel_message(cancel_error)) if cancel_error else None
+        elif cancel_error is not None:
+            error = cancel_error(_cancel_message(cancel_error))
+        else:
+            error = _os_error(res)
+        if st.freed:
+            error = ConnClosedError("connection was freed")
+        if op.operation is _READ:
             st.read_head = None
             self._finish(op, error)
             if st.freed:
-                self._fail_queued(st, _READ)
+                self._fail_queued(st.reads)
+                st.reads = None
                 self._release_if_idle(st)
             elif st.reads is not None:
                 self._next_read(st)
         else:
-            if res >= 0:
-                op.size += res
-                if op.size < op._view.nbytes and cancel_error is None:
-                    self._start_write(st, op)  # partial write: send the rest
-                    return
-                error = None
-                if op.size < op._view.nbytes:
-                    error = cancel_error(_cancel_message(cancel_error))
-            elif cancel_error is not None:
-                error = cancel_error(_cancel_message(cancel_error))
-            else:
-                error = _os_error(res)
-            if st.freed:
-                error = ConnClosedError("connection was freed")
             st.write_head = None
             self._finish(op, error)
             if st.freed:
-                self._fail_queued(st, _WRITE)
+                self._fail_queued(st.writes)
+                st.writes = None
                 self._release_if_idle(st)
             elif st.writes is not None:
                 self._next_write(st)
@@ -687,41 +708,20 @@ class Watcher:
             heapq.heapify(self._deadlines)
 
     def _free_conn(self, st: _Conn) -> None:
-        """Complete every op of a freed conn; close it once none is in flight."""
-        error = ConnClosedError
+        """Ask the engine to stop a freed conn's ops in flight. Ops queued behind
+        them fail, in order, when they complete (``_complete_other``); the
+        descriptor is closed once nothing is in flight."""
         for op in (st.read_head, st.write_head):
             if op is not None and op._cancel_error is None:
-                op._cancel_error = error
+                op._cancel_error = ConnClosedError
                 self._engine.cancel(op._tag)
-        # Ops queued behind a head still at the engine complete after it (order);
-        # _complete fails them once the head's cancel lands.
-        if st.read_head is None:
-            self._fail_queued(st, _READ)
-        if st.write_head is None:
-            self._fail_queued(st, _WRITE)
         self._release_if_idle(st)
 
-    def _fail_queued(self, st: _Conn, kind: OpType) -> None:
-        """Complete the ops queued on a freed conn, in order, with ConnClosedError."""
-        queue = st.reads if kind is _READ else st.writes
+    def _fail_queued(self, queue: Optional[Deque[OpResult]]) -> None:
         while queue:
             op = queue.popleft()
             if not op._done:
                 self._finish(op, ConnClosedError("connection was freed"))
-        if kind is _READ:
-            st.reads = None
-        else:
-            st.writes = None
-
-    def _queue_behind(self, st: _Conn, op: OpResult) -> None:
-        if op.operation is _READ:
-            if st.reads is None:
-                st.reads = collections.deque()
-            st.reads.append(op)
-        else:
-            if st.writes is None:
-                st.writes = collections.deque()
-            st.writes.append(op)
 
     def _release_if_idle(self, st: _Conn) -> None:
         if st.read_head is None and st.write_head is None:
