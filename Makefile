@@ -30,6 +30,15 @@ install: system-deps $(VPY)
 test: install
 	$(VPY) -m pytest -q
 
+# The long profile of the model-based and fault tests, then the same under
+# CPython's debug allocator and dev mode (catches use of freed memory).
+stress: install
+	GAIO_STRESS=1 $(VPY) -m pytest -q -o timeout=0 tests/test_model.py tests/test_faults.py tests/test_regressions.py
+	PYTHONMALLOC=debug $(VPY) -X dev -m pytest -q -o timeout=0 \
+	  -W error::ResourceWarning -W error::pytest.PytestUnraisableExceptionWarning \
+	  tests/test_model.py tests/test_faults.py tests/test_regressions.py tests/test_uring_engine.py
+	$(VPY) bench/soak.py --cycles 20000 --ops 1000000
+
 bench: system-deps $(VPY)
 	$(VPY) -m pip install -q -e '.[test,bench]' || $(VPY) -m pip install -q -e '.[test]'
 	$(CC) -O2 -Wall -o bench/loadgen bench/loadgen.c

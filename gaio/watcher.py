@@ -415,11 +415,6 @@ class Watcher:
             if st.freed:
                 return
             st.freed = True
-            if st.strong is not None:
-                # Nothing will ever collect it: forget it now (its fileno() is -1
-                # or closed by us, so a later op is refused as closed).
-                del self._conns[st.key]
-                st.strong = None
             _shutdown(st.fd)
             self._frees.append(st)
             if self._sleeping:
@@ -736,6 +731,12 @@ class Watcher:
             self._engine.detach(st.fd)
         with self._lock:
             fd, st.fd = st.fd, -1
+            if st.strong is not None:
+                # Nothing would ever collect this conn: forget it now that it
+                # is released (a later op on it is refused as closed).
+                if self._conns.get(st.key) is st:
+                    del self._conns[st.key]
+                st.strong = None
         if fd >= 0:
             try:
                 os.close(fd)

@@ -1,0 +1,175 @@
+"""Minimal reproductions of bugs the model and fault tests found, one test each.
+
+Each test names what it found; keep them even after the fix.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+import gaio
+from conftest import collect
+
+
+def _order(results, kind):
+    return [r.context for r in results if r.operation == kind]
+
+
+def test_free_completes_pending_ops_in_submission_order(watcher, pair):
+    """Found by test_model: free() finished the ops *queued* behind an in-flight
+    head at once, and the head only when the engine's cancel landed, so the
+    results came back as [B, A]; an op submitted after free() overtook both.
+    SPEC: reads (and writes) on one conn complete in the order submitted."""
+    conn, peer = pair
+    watcher.read("A", conn, bytearray(10))
+    watcher.read("B", conn, bytearray(10))
+    watcher.write("W1", conn, b"x" * (4 << 20))  # fills the socket buffer: stays in flight
+    watcher.write("W2", conn, b"y")
+    assert watcher.wait_io(0.01) == []  # A and W1 are at the engine now
+    watcher.free(conn)
+    watcher.read("C", conn, bytearray(10))
+    watcher.write("W3", conn, b"z")
+    results = collect(watcher, 6)
+    assert all(isinstance(r.error, gaio.ConnClosedError) for r in results), results
+    assert _order(results, gaio.OpRead) == ["A", "B", "C"]
+    assert _order(results, gaio.OpWrite) == ["W1", "W2", "W3"]
+
+
+def test_read_after_reset_completes(watcher):
+    """Found by test_faults (epoll, kqueue): a receive that failed with
+    ECONNRESET marked the descriptor "drained", so the next read parked waiting
+    for an edge that never comes (the reset was the last one) and never
+    completed. After an error or EOF there is no more edge: try the call."""
+    import socket as _socket
+    import struct
+
+    from conftest import tcp_pair
+
+    conn, peer = tcp_pair()
+    try:
+        watcher.read("first", conn, bytearray(10))
+        watcher.read_full("second", conn, bytearray(10))
+        assert watcher.wait_io(0.01) == []
+        peer.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        results = collect(watcher, 2, timeout=3)
+        assert [r.context for r in results] == ["first", "second"]
+        assert isinstance(results[0].error, ConnectionResetError), results
+        assert isinstance(results[1].error, (ConnectionResetError, EOFError)), results
+    finally:
+        conn.close()
+        peer.close()
+
+
+def test_write_after_epipe_completes(watcher, pair):
+    """Same bug on the send side: a send that failed with EPIPE marked the
+    descriptor "drained" and the next write on the conn never completed."""
+    conn, peer = pair
+    watcher.write("first", conn, b"x" * (8 << 20))  # partial: parks, waiting for room
+    assert watcher.wait_io(0.02) == []
+    peer.close()  # the hang-up edge retries the send: EPIPE
+    (r,) = collect(watcher, 1, timeout=3)
+    assert isinstance(r.error, (BrokenPipeError, ConnectionResetError)), r
+    watcher.write("second", conn, b"y")
+    (r,) = collect(watcher, 1, timeout=3)
+    assert isinstance(r.error, (BrokenPipeError, ConnectionResetError)), r
+
+
+def test_engine_usable_after_transient_emfile(backend):
+    """Found by test_faults: the registry caches probe results, failures
+    included, so a Watcher() first attempted while descriptors ran out (EMFILE)
+    marked the engine "cannot run here" for the life of the process; freeing
+    descriptors did not help. A resource shortage is not a property of the
+    machine: it must not be cached."""
+    from gaio import backends
+    from test_faults import _Exhausted
+
+    backends.clear_probe_cache()
+    try:
+        with _Exhausted() as ex:
+            with pytest.raises(OSError):
+                gaio.Watcher(backend=backend)
+            ex.release()
+            with gaio.Watcher(backend=backend) as w:
+                assert w.backend == backend
+    finally:
+        backends.clear_probe_cache()
+
+
+def test_swap_result_not_overwritten_by_next_read(backend):
+    """Found by test_model (epoll, kqueue): a swap read that completed at once,
+    while wait_io processed the previous batch, waited in the engine's queue
+    into the next wait_io; that call's recycle() reset the swap region first,
+    so the next swap read landed on the same bytes and the result the user got
+    held the *following* read's data."""
+    import random
+
+    data = random.Random(3).randbytes(40_000)
+    with gaio.Watcher(bufsize=8192, backend=backend) as w:
+        a, b = socket.socketpair()
+        try:
+            w.read("A", a, bytearray(10))
+            w.read("B", a)
+            w.read("C", a)
+            w.read("D", a)
+            b.sendall(data)
+            offset, done = 0, 0
+            while done < 4:
+                for r in w.wait_io(5):
+                    done += 1
+                    assert r.error is None, r
+                    got = bytes(memoryview(r.buffer)[: r.size])
+                    assert got == data[offset : offset + r.size], f"{r.context}: wrong bytes at offset {offset}"
+                    offset += r.size
+        finally:
+            w.free(a)
+            b.close()
+
+
+def test_read_after_short_read_sees_eof_already_there(watcher, pair):
+    """Found by test_model (epoll, kqueue): a short read marks the descriptor
+    "drained", so the next read parks and waits for an edge. When the peer's
+    FIN was already queued behind the data (its edge consumed by the same poll
+    that reported the data), no edge ever comes, and the read that should see
+    EOF at once hangs forever."""
+    conn, peer = pair
+    peer.sendall(b"xy")
+    peer.shutdown(socket.SHUT_WR)
+    watcher.read("1", conn, bytearray(1))
+    watcher.read("2", conn, bytearray(10))  # short: gets b"y" of 10
+    watcher.read("3", conn, bytearray(10))
+    results = collect(watcher, 3, timeout=3)
+    assert [r.context for r in results] == ["1", "2", "3"]
+    assert bytes(results[0].buffer[:1]) == b"x"
+    assert bytes(results[1].buffer[: results[1].size]) == b"y"
+    assert isinstance(results[2].error, EOFError), results[2]
+
+
+def test_free_order_for_conn_without_weakref_support(watcher, tcp):
+    """Found by review of test_model's fix: a conn object that cannot be weakly
+    referenced was forgotten at free(), so an op submitted on it afterwards was
+    adopted anew and could complete before the op still at the engine."""
+    a, b = tcp
+
+    class SlotConn:  # __slots__ without __weakref__: no weak references
+        __slots__ = ("sock",)
+
+        def __init__(self, sock):
+            self.sock = sock
+
+        def fileno(self):
+            return self.sock.fileno()
+
+        def close(self):
+            self.sock.close()
+
+    conn = SlotConn(a)
+    watcher.read("first", conn, bytearray(4))
+    assert watcher.wait_io(0.05) == []
+    watcher.free(conn)
+    watcher.read("after-free", conn, bytearray(4))
+    results = collect(watcher, 2)
+    assert [r.context for r in results] == ["first", "after-free"]
+    assert all(isinstance(r.error, gaio.ConnClosedError) for r in results)
