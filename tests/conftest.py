@@ -158,6 +158,29 @@ def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
+class _Wraps:
+    __slots__ = ()
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class SockWrapper(_Wraps):
+    """Not a socket, but an object whose fileno() names one (SPEC: accepted)."""
+
+
+class SlotSockWrapper(_Wraps):
+    """The same, but it cannot be weakly referenced (__slots__ without __weakref__)."""
+
+    __slots__ = ("sock",)
+
+
 class Reader(threading.Thread):
     """Drains a peer socket in the background, keeping every byte."""
 

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 import gaio
-from conftest import collect
+from conftest import SlotSockWrapper, collect
 
 
 def _order(results, kind):
@@ -152,20 +152,7 @@ def test_free_order_for_conn_without_weakref_support(watcher, tcp):
     referenced was forgotten at free(), so an op submitted on it afterwards was
     adopted anew and could complete before the op still at the engine."""
     a, b = tcp
-
-    class SlotConn:  # __slots__ without __weakref__: no weak references
-        __slots__ = ("sock",)
-
-        def __init__(self, sock):
-            self.sock = sock
-
-        def fileno(self):
-            return self.sock.fileno()
-
-        def close(self):
-            self.sock.close()
-
-    conn = SlotConn(a)
+    conn = SlotSockWrapper(a)
     watcher.read("first", conn, bytearray(4))
     assert watcher.wait_io(0.05) == []
     watcher.free(conn)

@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 import gaio
-from conftest import Reader, collect, collect_until, fd_count, tcp_pair
+from conftest import Reader, SockWrapper, collect, collect_until, fd_count, tcp_pair
 
 
 def pattern(n: int, seed: int = 0) -> bytes:
@@ -38,18 +38,7 @@ def test_delegation_takes_the_descriptor(watcher, pair):
 
 def test_delegation_of_fileno_object(watcher, pair):
     a, b = pair
-
-    class Wrapper:
-        def __init__(self, sock):
-            self.sock = sock
-
-        def fileno(self):
-            return self.sock.fileno()
-
-        def close(self):
-            self.sock.close()
-
-    conn = Wrapper(a)
+    conn = SockWrapper(a)
     watcher.write("w", conn, b"via wrapper")
     (r,) = collect(watcher, 1)
     assert r.conn is conn and r.error is None

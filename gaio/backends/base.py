@@ -105,6 +105,18 @@ class Engine(Protocol):
         still outstanding are discarded."""
 
 
+def probe_by_creating(create: Callable[[], object], what: str) -> Optional[str]:
+    """Probe helper: set the facility up once and close it again. None if that
+    worked, else the reason; a resource shortage raises (see TRANSIENT_ERRNOS)."""
+    try:
+        create().close()  # type: ignore[attr-defined]
+    except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise  # out of descriptors or memory now, not unable for good
+        return f"{what} failed: {exc}"
+    return None
+
+
 #: A probe returns None when the engine can run here, else the reason it cannot
 #: (or raises OSError with an errno in TRANSIENT_ERRNOS).
 Probe = Callable[[], Optional[str]]

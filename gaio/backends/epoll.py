@@ -31,7 +31,7 @@ import threading
 from typing import Iterable, List, Optional, Tuple
 
 from ._readiness import ReadinessEngine
-from .base import TRANSIENT_ERRNOS
+from .base import probe_by_creating
 
 _IN = getattr(select, "EPOLLIN", 0x1)
 _OUT = getattr(select, "EPOLLOUT", 0x4)
@@ -49,13 +49,7 @@ def probe() -> Optional[str]:
     """None if epoll works in this process, else why not."""
     if not hasattr(select, "epoll") or not hasattr(os, "eventfd"):
         return f"epoll is Linux-only (this is {sys.platform})"
-    try:
-        select.epoll().close()
-    except OSError as exc:
-        if exc.errno in TRANSIENT_ERRNOS:
-            raise  # out of descriptors or memory now, not unable for good
-        return f"epoll_create failed: {exc}"
-    return None
+    return probe_by_creating(select.epoll, "epoll_create")
 
 
 class Engine(ReadinessEngine):

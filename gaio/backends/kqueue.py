@@ -55,7 +55,7 @@ import threading
 from typing import Iterable, List, Optional, Tuple
 
 from ._readiness import ReadinessEngine
-from .base import TRANSIENT_ERRNOS
+from .base import probe_by_creating
 
 _select = select  # tests substitute an object shaped like the select module
 
@@ -68,13 +68,7 @@ def probe() -> Optional[str]:
     """None if kqueue works in this process, else why not."""
     if not hasattr(_select, "kqueue"):
         return f"kqueue is for macOS and the BSDs (this is {sys.platform})"
-    try:
-        _select.kqueue().close()
-    except OSError as exc:
-        if exc.errno in TRANSIENT_ERRNOS:
-            raise  # out of descriptors or memory now, not unable for good
-        return f"kqueue() failed: {exc}"
-    return None
+    return probe_by_creating(_select.kqueue, "kqueue()")
 
 
 class Engine(ReadinessEngine):
