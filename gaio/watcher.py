@@ -107,6 +107,21 @@ class OpResult:
         "_done",
     )
 
+    operation: OpType
+    context: Any
+    conn: Any
+    buffer: Any  # the user's buffer, or a memoryview of the swap buffer
+    is_swap_buffer: bool
+    size: int
+    error: Optional[BaseException]
+    _conn_state: Optional["_Conn"]
+    _view: Optional[memoryview]
+    _need: int
+    _deadline: Optional[float]
+    _tag: int
+    _cancel_error: Optional[type]
+    _done: bool
+
     def __repr__(self) -> str:
         return (
             f"OpResult(operation={self.operation!r}, context={self.context!r}, "
@@ -129,6 +144,17 @@ class _Conn(weakref.ref):
         "eof",  # a read saw end of stream: later reads see it too
         "freed",
     )
+
+    fd: int
+    key: int
+    strong: Any
+    read_head: Optional[OpResult]
+    reads: Optional[Deque[OpResult]]
+    write_head: Optional[OpResult]
+    writes: Optional[Deque[OpResult]]
+    attached: bool
+    eof: bool
+    freed: bool
 
     def __new__(cls, conn: Any, callback: Any, fd: int) -> "_Conn":
         return weakref.ref.__new__(cls, conn, callback)
