@@ -858,7 +858,7 @@ class Watcher:
             except OSError as exc:
                 if exc.errno == errno.EINVAL:  # not a CPU this process may use
                     raise CPUIDError(f"cpuid {cpuid} is not available to this process") from exc
-                pass  # the loop thread is gone: pinned at the next wait_io
+                # else the loop thread is gone: the next wait_io pins its own
 
     def set_poller_affinity(self, cpuid: int) -> None:
         """Pin the engine's own kernel-side workers (io_uring's io-wq) to CPU
