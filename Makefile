@@ -20,8 +20,12 @@ system-deps:
 	  fi; \
 	fi
 
+# Debian's own python3 needs python3-venv for this (pyenv and python.org builds have it).
 $(VPY):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PYTHON) -m venv $(VENV); }
 	$(VPY) -m pip install -q --upgrade pip
 
 install: system-deps $(VPY)
