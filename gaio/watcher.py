@@ -442,10 +442,16 @@ class Watcher:
                 return
             st.freed = True
             _shutdown(st.fd)
-            self._frees.append(st)
-            if self._sleeping:
-                self._sleeping = False
-                self._engine.wake()
+            if not self._in_wait:
+                # No loop is running, and holding _lock keeps one from starting:
+                # release it here, so its descriptor is closed when free()
+                # returns (unless an op is still at the engine).
+                self._free_conn(st, locked=True)
+            else:
+                self._frees.append(st)
+                if self._sleeping:
+                    self._sleeping = False
+                    self._engine.wake()
 
     def _on_conn_dropped(self, st: _Conn) -> None:
         # weakref callback: may run on any thread, even inside wait_io or while
@@ -493,7 +499,7 @@ class Watcher:
         engine = self._engine
         engine.recycle()  # last call's swap buffers are the user's no more
         end = None if timeout is None else _monotonic() + timeout
-        self._results = results = []
+        results = self._results  # refilled below; handed over (and replaced) on return
         in_flight = self._in_flight
         while True:
             with self._lock:
@@ -728,7 +734,7 @@ class Watcher:
             self._deadlines = [e for e in heap if not e[2]._done]
             heapq.heapify(self._deadlines)
 
-    def _free_conn(self, st: _Conn) -> None:
+    def _free_conn(self, st: _Conn, locked: bool = False) -> None:
         """Ask the engine to stop a freed conn's ops in flight. Ops queued behind
         them fail, in order, when they complete (``_complete_other``); the
         descriptor is closed once nothing is in flight."""
@@ -736,7 +742,7 @@ class Watcher:
             if op is not None and op._cancel_error is None:
                 op._cancel_error = ConnClosedError
                 self._engine.cancel(op._tag)
-        self._release_if_idle(st)
+        self._release_if_idle(st, locked)
 
     def _fail_queued(self, queue: Optional[Deque[OpResult]]) -> None:
         while queue:
@@ -744,30 +750,40 @@ class Watcher:
             if not op._done:
                 self._finish(op, ConnClosedError("connection was freed"))
 
-    def _release_if_idle(self, st: _Conn) -> None:
+    def _release_if_idle(self, st: _Conn, locked: bool = False) -> None:
         if st.read_head is None and st.write_head is None:
             self._closing.pop(id(st), None)
-            self._close_fd(st)
+            self._close_fd(st, locked)
         else:
             self._closing[id(st)] = st
 
-    def _close_fd(self, st: _Conn) -> None:
+    def _close_fd(self, st: _Conn, locked: bool = False) -> None:
+        """Close a released conn's descriptor (``locked``: the caller holds _lock)."""
         if st.attached:
             st.attached = False
             self._engine.detach(st.fd)
-        with self._lock:
-            fd, st.fd = st.fd, -1
-            if st.strong is not None:
-                # Nothing would ever collect this conn: forget it now that it
-                # is released (a later op on it is refused as closed).
-                if self._conns.get(st.key) is st:
-                    del self._conns[st.key]
-                st.strong = None
+        if locked:
+            fd = self._forget(st)
+        else:
+            with self._lock:
+                fd = self._forget(st)
         if fd >= 0:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+    def _forget(self, st: _Conn) -> int:
+        """Under _lock: take the descriptor out of ``st`` (free() may otherwise
+        shut down a number reused by then) and return it."""
+        fd, st.fd = st.fd, -1
+        if st.strong is not None:
+            # Nothing would ever collect this conn: forget it now that it is
+            # released (a later op on it is refused as closed).
+            if self._conns.get(st.key) is st:
+                del self._conns[st.key]
+            st.strong = None
+        return fd
 
     def _collect_dropped(self) -> None:
         dropped = self._dropped

@@ -571,3 +571,32 @@ def test_unix_stream_socket_by_path(watcher, tmp_path):
         b, _ = lsock.accept()
     with a, b:
         _echo_once(watcher, a, b)
+
+
+def test_free_closes_descriptor_at_once_when_idle(watcher, pair):
+    a, b = pair
+    watcher.write("w", a, b"x")
+    collect(watcher, 1)
+    before = fd_count()
+    watcher.free(a)  # nothing in flight, no wait_io running: released right here
+    assert fd_count() == before - 1
+    b.settimeout(5)
+    assert b.recv(10) == b"x" and b.recv(10) == b""
+    watcher.read("later", a, bytearray(1))
+    (r,) = collect(watcher, 1)
+    assert isinstance(r.error, gaio.ConnClosedError)
+
+
+def test_free_from_another_thread_while_wait_io_blocks(watcher, pair):
+    a, b = pair
+    watcher.write("w", a, b"x")
+    collect(watcher, 1)
+    before = fd_count()
+    t = threading.Thread(target=lambda: watcher.wait_io(0.5))
+    t.start()
+    time.sleep(0.05)
+    watcher.free(a)  # the running loop releases it, promptly
+    b.settimeout(5)
+    assert b.recv(10) == b"x" and b.recv(10) == b""
+    t.join(5)
+    assert fd_count() == before - 1

@@ -72,8 +72,8 @@ def resolve(backend: Optional[str]) -> Type[Engine]:
     """The engine class for ``backend``, ``$GAIO_BACKEND``, or the best available.
 
     A name that is given explicitly is never silently replaced by another engine:
-    an unknown name or an engine that cannot run here raises ``ValueError``
-    naming the choices.
+    an unknown name or an engine that cannot run here raises
+    ``EngineUnavailable`` (a ``ValueError``) naming the choices.
     """
     source = "backend"
     if backend is None:
@@ -91,7 +91,7 @@ def resolve(backend: Optional[str]) -> Type[Engine]:
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str or None, not {type(backend).__name__}")
     if backend not in ENGINE_NAMES:
-        raise ValueError(
+        raise EngineUnavailable(
             f"unknown engine {backend!r} in {source}; choose one of "
             f"{', '.join(available_backends()) or '(none available)'} "
             f"(gaio knows {', '.join(ENGINE_NAMES)})"
