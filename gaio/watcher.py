@@ -409,7 +409,6 @@ class Watcher:
                 close = getattr(conn, "close", None)
                 if callable(close):
                     close()
-            os.set_blocking(fd, False)
         except OSError as exc:
             op.error = exc
             return None

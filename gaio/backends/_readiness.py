@@ -100,6 +100,7 @@ class ReadinessEngine(ABC):
 
     # -- the engine interface -------------------------------------------------
     def attach(self, fd: int) -> None:
+        os.set_blocking(fd, False)  # try-at-once must never block
         self._register(fd)
 
     def detach(self, fd: int) -> None:

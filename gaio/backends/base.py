@@ -71,7 +71,8 @@ class Engine(Protocol):
         """
 
     def attach(self, fd: int) -> None:
-        """Start watching ``fd`` (a non-blocking socket owned by the front end)."""
+        """Start watching ``fd`` (a socket owned by the front end; its blocking
+        mode is the engine's to set, the front end does no I/O on it)."""
 
     def detach(self, fd: int) -> None:
         """Stop watching ``fd``; nothing is outstanding on it."""

@@ -244,7 +244,11 @@ class Engine:
 
     # -- submission (front end's thread; nothing enters the kernel here) ---------------
     def attach(self, fd: int) -> None:
-        pass
+        # Blocking mode: io_uring then arms its own poll and retries when the
+        # socket is ready. On an O_NONBLOCK socket it may instead complete with
+        # -EAGAIN (older kernels; io-wq punts even on new ones), which we would
+        # have to resubmit again and again.
+        os.set_blocking(fd, True)
 
     def detach(self, fd: int) -> None:
         pass
