@@ -102,6 +102,7 @@ class OpResult:
         "_view",  # bytes memoryview of the user's buffer; None for swap reads
         "_need",  # bytes to move before completing: 0 for read, the buffer's size otherwise
         "_deadline",  # absolute time.monotonic() seconds, or None
+        "_timer",  # its entry in the deadline heap, cleared when the op is done
         "_tag",  # engine tag while in flight, else 0
         "_cancel_error",  # error class to deliver once a requested cancel lands
         "_done",
@@ -118,6 +119,7 @@ class OpResult:
     _view: Optional[memoryview]
     _need: int
     _deadline: Optional[float]
+    _timer: Optional[list]
     _tag: int
     _cancel_error: Optional[type]
     _done: bool
@@ -266,7 +268,9 @@ class Watcher:
         # Owned by the thread running wait_io.
         self._in_flight: Dict[int, OpResult] = {}
         self._next_tag = 1
-        self._deadlines: List[Tuple[float, int, OpResult]] = []
+        # [deadline, seq, op or None]: a done op leaves its entry (lazy deletion)
+        # but not itself, so the heap never keeps a conn alive.
+        self._deadlines: List[list] = []
         self._deadline_seq = 0
         self._results: List[OpResult] = []
         # freed conns whose descriptor waits for in-flight ops, by id(state)
@@ -365,6 +369,7 @@ class Watcher:
         op._view = view
         op._need = need
         op._deadline = deadline
+        op._timer = None
         op._tag = 0
         op._cancel_error = None
         op._done = False
@@ -566,7 +571,8 @@ class Watcher:
             st.attached = True
         if op._deadline is not None:
             self._deadline_seq += 1
-            _heappush(self._deadlines, (op._deadline, self._deadline_seq, op))
+            op._timer = timer = [op._deadline, self._deadline_seq, op]
+            _heappush(self._deadlines, timer)
         # An op behind another still at the engine waits for it, even on a
         # freed conn: completions stay in submission order.
         if op.operation is _READ:
@@ -647,18 +653,14 @@ class Watcher:
                     self._start_read(st, op)  # read_full: go on where it stopped
                     return
                 st.read_head = None
-                op._done = True
-                op._view = None  # the user's buffer is theirs again (resizable)
-                self._results.append(op)
+                self._finish(op, None)
                 if st.reads is not None:
                     self._next_read(st)
             elif size < op._need:
                 self._start_write(st, op)  # partial write: send the rest
             else:
                 st.write_head = None
-                op._done = True
-                op._view = None
-                self._results.append(op)
+                self._finish(op, None)
                 if st.writes is not None:
                     self._next_write(st)
             return
@@ -711,6 +713,9 @@ class Watcher:
         op.error = error
         op._done = True
         op._view = None  # the user's buffer is theirs again (resizable)
+        if op._timer is not None:
+            op._timer[2] = None  # the heap must not keep the op (and its conn) alive
+            op._timer = None
         if op.is_swap_buffer and op.size == 0:
             op.buffer = _EMPTY
         self._results.append(op)
@@ -720,8 +725,8 @@ class Watcher:
         now = _monotonic()
         while heap and heap[0][0] <= now:
             op = _heappop(heap)[2]
-            if op._done or op._cancel_error is not None:
-                continue
+            if op is None or op._cancel_error is not None:
+                continue  # done already, or its cancel is under way
             if op._tag:  # at the engine: ask it to stop; it completes later
                 op._cancel_error = DeadlineError
                 self._engine.cancel(op._tag)
@@ -730,7 +735,7 @@ class Watcher:
         # Completed ops leave their entries behind; keep the heap from growing
         # without bound when deadlines are far and ops are fast.
         if len(heap) > 1024 and len(heap) > 4 * len(self._in_flight):
-            self._deadlines = [e for e in heap if not e[2]._done]
+            self._deadlines = [e for e in heap if e[2] is not None]
             heapq.heapify(self._deadlines)
 
     def _free_conn(self, st: _Conn, locked: bool = False) -> None:

@@ -600,3 +600,20 @@ def test_free_from_another_thread_while_wait_io_blocks(watcher, pair):
     assert b.recv(10) == b"x" and b.recv(10) == b""
     t.join(5)
     assert fd_count() == before - 1
+
+
+def test_completed_timed_op_does_not_keep_conn_alive(watcher):
+    a, b = socket.socketpair()
+    watcher.read_timeout("r", a, bytearray(4), time.monotonic() + 3600)  # a far deadline
+    watcher.write_timeout("w", a, b"x", time.monotonic() + 3600)
+    b.sendall(b"data")
+    collect(watcher, 2)
+    ref = weakref.ref(a)
+    del a
+    gc.collect()
+    assert ref() is None  # nothing of the watcher's holds it once its ops completed
+    watcher.wait_io(0.05)
+    assert watcher.get_gc() == (1, 1)
+    b.settimeout(5)
+    assert b.recv(10) == b"x" and b.recv(10) == b""
+    b.close()
