@@ -34,8 +34,9 @@ the one the Go original uses:
   "starved", not failed); there is always a next cycle because the results that
   filled the region are on their way to the user.
 
-Subclasses supply four things: register/unregister a descriptor, arm the
-wake-up, and poll for ``(fd, readable, writable)`` events.
+Subclasses supply the facility: ``_register``/``_unregister`` a descriptor,
+``_poll`` for ``(fd, readable, writable, hung_up)`` events with the wake-up
+filtered out, ``wake`` and ``_close_poller``.
 """
 
 from __future__ import annotations
