@@ -195,6 +195,22 @@ def net():
     n.close()
 
 
+def blocked_wait_io(wt, timeout):
+    """Start ``wt.wait_io(timeout)`` in a daemon thread; its result lands in
+    ``box["res"]`` or its exception in ``box["exc"]``. Returns (thread, box)."""
+    box = {}
+
+    def waiter():
+        try:
+            box["res"] = wt.wait_io(timeout)
+        except BaseException as e:  # noqa: BLE001
+            box["exc"] = e
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    return t, box
+
+
 @pytest.fixture(params=conftest.ENGINES)
 def engine(request, monkeypatch):
     """Every engine under test, kqueue included (emulated on Linux, in-process)."""
@@ -1544,16 +1560,7 @@ def test_close_wakes_blocked_wait_io(engine, net):
     wt = gaio.Watcher(backend=engine)
     a, b = net.spair()
     wt.read("r", a, bytearray(4))  # something pending, nothing completes
-    box = {}
-
-    def waiter():
-        try:
-            box["res"] = wt.wait_io()
-        except BaseException as e:  # noqa: BLE001
-            box["exc"] = e
-
-    t = threading.Thread(target=waiter, daemon=True)
-    t.start()
+    t, box = blocked_wait_io(wt, None)
     time.sleep(0.2)
     wt.close()
     t.join(2)
@@ -1563,16 +1570,7 @@ def test_close_wakes_blocked_wait_io(engine, net):
 
 def test_close_wakes_blocked_wait_io_nothing_pending(engine):
     wt = gaio.Watcher(backend=engine)
-    box = {}
-
-    def waiter():
-        try:
-            box["res"] = wt.wait_io(10)
-        except BaseException as e:  # noqa: BLE001
-            box["exc"] = e
-
-    t = threading.Thread(target=waiter, daemon=True)
-    t.start()
+    t, box = blocked_wait_io(wt, 10)
     time.sleep(0.2)
     wt.close()
     t.join(2)
@@ -1635,16 +1633,7 @@ def test_gc_dropped_conn_closed_while_wait_io_blocked(engine, net):
     try:
         found0, closed0 = wt.get_gc()
         peers = _delegate_and_drop(wt, net, 1)
-        box = {}
-
-        def waiter():
-            try:
-                box["res"] = wt.wait_io(4)
-            except BaseException as e:  # noqa: BLE001
-                box["exc"] = e
-
-        t = threading.Thread(target=waiter, daemon=True)
-        t.start()
+        t, box = blocked_wait_io(wt, 4)
         time.sleep(0.1)
         gc.collect()
         ok, took, _ = wait_eof(peers[0], 2.5)
