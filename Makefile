@@ -31,8 +31,11 @@ $(VPY):
 install: system-deps $(VPY)
 	$(VPY) -m pip install -q -e '.[test]'
 
+# The whole suite twice: on the compiled hot path (what users run), then on
+# the Python source it is compiled from (what runs where mypyc cannot).
 test: install
 	$(VPY) -m pytest -q
+	GAIO_PURE_PYTHON=1 $(VPY) -m pytest -q
 
 # The long profile of the model-based and fault tests, then the same under
 # CPython's debug allocator and dev mode (catches use of freed memory).
@@ -49,4 +52,5 @@ bench: system-deps $(VPY)
 	$(VPY) bench/run.py $(if $(filter-out 0,$(FULL)),--full,--quick)
 
 clean:
-	rm -rf $(VENV) build *.egg-info gaio/_uring*.so gaio/_uring.c bench/loadgen
+	rm -rf $(VENV) build *.egg-info gaio/_uring*.so gaio/_uring.c bench/loadgen \
+	  *__mypyc*.so gaio/_native_*.py gaio/_native_*.so gaio/backends/_native_*

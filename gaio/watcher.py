@@ -23,7 +23,7 @@ engine's completion for that tag removes it. A deadline or ``free`` asks the
 engine to cancel; the op still completes only when the engine says so, with
 whatever it moved (bytes that raced a deadline are delivered, never dropped).
 
-Connections are keyed by ``id(conn)`` and the per-connection state *is* a
+Connections are keyed by ``id(conn)`` and the per-connection state holds a
 weak reference to the conn, so a dropped conn is noticed (its callback queues it
 for closing, counted by ``get_gc``) without the watcher keeping it alive; an op
 holds its conn strongly, so a conn with pending ops is never collected.
@@ -131,12 +131,20 @@ class OpResult:
         )
 
 
-class _Conn(weakref.ref):
-    """Per-connection state; it is itself the weak reference to the user's conn."""
+# The weak reference each _Conn holds to the user's conn. Its ``key`` (the
+# conn's id) lets the shared callback find the state once the conn is gone.
+# Built with type() so that mypyc (see gaio/_native.py) leaves it an ordinary
+# weakref subclass: a compiled class cannot derive from weakref.ref.
+_ConnRef: Any = type("_ConnRef", (weakref.ref,), {"__slots__": ("key",)})
+
+
+class _Conn:
+    """Per-connection state."""
 
     __slots__ = (
         "fd",
         "key",  # id(conn): the key in Watcher._conns
+        "ref",  # a _ConnRef to the conn, or None for a conn held strongly
         "strong",  # the conn itself, only for objects that cannot be weakly referenced
         "read_head",  # the read op at the engine, or None
         "reads",  # deque of reads queued behind it, or None (most conns never need one)
@@ -149,6 +157,7 @@ class _Conn(weakref.ref):
 
     fd: int
     key: int
+    ref: Any
     strong: Any
     read_head: Optional[OpResult]
     reads: Optional[Deque[OpResult]]
@@ -158,23 +167,18 @@ class _Conn(weakref.ref):
     eof: bool
     freed: bool
 
-    def __new__(cls, conn: Any, callback: Any, fd: int) -> "_Conn":
-        return weakref.ref.__new__(cls, conn, callback)
-
-    def __init__(self, conn: Any, callback: Any, fd: int) -> None:
-        super().__init__(conn, callback)
+    def __init__(self, fd: int, key: int, ref: Any, strong: Any) -> None:
         self.fd = fd
-        self.key = 0
-        self.strong = None
+        self.key = key
+        self.ref = ref
+        self.strong = strong
         self.read_head = self.reads = self.write_head = self.writes = None
         self.attached = self.eof = self.freed = False
 
-
-class _Forever:
-    """A weakly referenceable object that outlives every watcher."""
-
-
-_FOREVER = _Forever()
+    def holds(self, conn: Any) -> bool:
+        """Is this the state of ``conn`` (and not of a dead one with its id)?"""
+        ref = self.ref
+        return (ref() if ref is not None else self.strong) is conn
 
 
 def _check_conn(conn: Any) -> None:
@@ -247,7 +251,11 @@ class Watcher:
     this process can run. Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, bufsize: int = DEFAULT_BUFSIZE, backend: Optional[str] = None) -> None:
+    # Arguments the watcher validates itself are annotated ``Any`` here, so that
+    # a bad one is met by an error naming it, not by the compiled twin's generic
+    # type check (gaio/_native.py). watcher.pyi gives users their precise types.
+
+    def __init__(self, bufsize: Any = DEFAULT_BUFSIZE, backend: Any = None) -> None:
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
         if bufsize <= 0:
@@ -317,13 +325,13 @@ class Watcher:
         """
         self._submit(_READ, ctx, conn, buf, None if buf is None else _bytes_view(buf, True), None, 0)
 
-    def read_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float]) -> None:
+    def read_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Any) -> None:
         """Like :meth:`read`, failing with ``DeadlineError`` if nothing came by
         ``deadline`` (absolute, on the ``time.monotonic()`` clock)."""
         view = None if buf is None else _bytes_view(buf, True)
         self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), 0)
 
-    def read_full(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float] = None) -> None:
+    def read_full(self, ctx: Any, conn: Any, buf: Any, deadline: Any = None) -> None:
         """Fill ``buf`` completely; on EOF, error or deadline the result's
         ``size`` says how much arrived."""
         if buf is None:
@@ -338,7 +346,7 @@ class Watcher:
         view = _bytes_view(buf, False)
         self._submit(_WRITE, ctx, conn, buf, view, None, view.nbytes)
 
-    def write_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Optional[float]) -> None:
+    def write_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Any) -> None:
         """Like :meth:`write`, failing with ``DeadlineError`` (``size`` = bytes
         written) if not done by ``deadline``."""
         if buf is None:
@@ -378,7 +386,7 @@ class Watcher:
                 raise WatcherClosedError("watcher is closed")
             key = id(conn)
             st = self._conns.get(key)
-            if st is None or (st() is not conn and st.strong is not conn):
+            if st is None or not st.holds(conn):
                 _check_conn(conn)  # only new conns need it: known ones passed it
                 st = self._adopt(conn, key, op)
             op._conn_state = st
@@ -418,11 +426,13 @@ class Watcher:
             op.error = exc
             return None
         try:
-            st = _Conn(conn, self._conn_dropped, fd)
+            ref = _ConnRef(conn, self._conn_dropped)
+            ref.key = key
+            strong = None
         except TypeError:  # cannot be weakly referenced: hold it, no GC for it
-            st = _Conn(_FOREVER, None, fd)
-            st.strong = conn
-        st.key = key
+            ref = None
+            strong = conn
+        st = _Conn(fd, key, ref, strong)
         self._conns[key] = st
         return st
 
@@ -436,7 +446,7 @@ class Watcher:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
             st = self._conns.get(id(conn))
-            if st is None or (st() is not conn and st.strong is not conn):
+            if st is None or not st.holds(conn):
                 # Never handed to us: free means "release it", so close it.
                 close = getattr(conn, "close", None)
                 if callable(close):
@@ -457,15 +467,20 @@ class Watcher:
                     self._sleeping = False
                     self._engine.wake()
 
-    def _on_conn_dropped(self, st: _Conn) -> None:
+    def _on_conn_dropped(self, ref: Any) -> None:
         # weakref callback: may run on any thread, even inside wait_io or while
-        # _lock is held by this very thread, so it only queues and pokes.
+        # _lock is held by this very thread, so it only queues and pokes. The
+        # entry under the dead conn's id is still its own: another conn can get
+        # that id only once this one's memory is freed, after this callback.
+        st = self._conns.get(ref.key)
+        if st is None or st.ref is not ref:
+            return  # torn down already
         self._dropped.append(st)
         if self._sleeping and not self._closed:
             self._engine.wake()
 
     # -- the loop (one thread) ---------------------------------------------------------
-    def wait_io(self, timeout: Optional[float] = None) -> List[OpResult]:
+    def wait_io(self, timeout: Any = None) -> List[OpResult]:
         """Wait for completed operations and return them.
 
         ``timeout`` is in seconds; None waits until at least one result exists.
@@ -511,8 +526,8 @@ class Watcher:
                     return None
                 pending, self._pending = self._pending, []
                 frees, self._frees = self._frees, []
-            for op in pending:
-                self._enqueue(op)
+            for new_op in pending:
+                self._enqueue(new_op)
             for st in frees:
                 self._free_conn(st)
             if self._dropped:
@@ -532,9 +547,11 @@ class Watcher:
                         wait_for = until_deadline
             if wait_for != 0.0:
                 with self._lock:
-                    if self._pending or self._frees or self._closed:
-                        continue
-                    self._sleeping = True
+                    # more work arrived (or close): go round instead of sleeping
+                    sleep = not (self._pending or self._frees or self._closed)
+                    self._sleeping = sleep
+                if not sleep:
+                    continue
                 if self._dropped:
                     wait_for = 0.0
             try:
@@ -548,8 +565,9 @@ class Watcher:
             finally:
                 self._sleeping = False
             for tag, res, mem in completions:
-                op = in_flight.pop(tag, None)
+                op = in_flight.get(tag)
                 if op is not None:
+                    del in_flight[tag]
                     self._complete(op, res, mem)
             if self._deadlines and self._deadlines[0][0] <= _monotonic():
                 self._expire_deadlines()
@@ -604,7 +622,7 @@ class Watcher:
         op._tag = tag
         self._in_flight[tag] = op
         view = op._view
-        if op.size:
+        if op.size and view is not None:
             view = view[op.size :]  # read_full: the rest of the buffer
         self._engine.recv(tag, st.fd, view)
 
@@ -615,6 +633,7 @@ class Watcher:
         op._tag = tag
         self._in_flight[tag] = op
         view = op._view
+        assert view is not None  # writes always have one
         self._engine.send(tag, st.fd, view[op.size :] if op.size else view)
 
     def _next_read(self, st: _Conn) -> None:
@@ -642,6 +661,7 @@ class Watcher:
     def _complete(self, op: OpResult, res: int, mem: Optional[memoryview]) -> None:
         """Turn the engine's completion of ``op`` into a result, or go on."""
         st = op._conn_state
+        assert st is not None  # only ops refused at submission lack one, and they never reach the engine
         op._tag = 0
         if res > 0 and op._cancel_error is None and not st.freed:
             # the common case, kept short: bytes moved, nothing cancelled
@@ -863,7 +883,7 @@ class Watcher:
         """``(found, closed)``: dropped connections noticed, and closed, so far."""
         return self._gc_found, self._gc_closed
 
-    def set_loop_affinity(self, cpuid: int) -> None:
+    def set_loop_affinity(self, cpuid: Any) -> None:
         """Pin the thread that runs ``wait_io`` to CPU ``cpuid`` (now if known,
         else when ``wait_io`` next runs)."""
         cpuid = _check_cpuid(cpuid)
@@ -880,7 +900,7 @@ class Watcher:
                     raise CPUIDError(f"cpuid {cpuid} is not available to this process") from exc
                 # else the loop thread is gone: the next wait_io pins its own
 
-    def set_poller_affinity(self, cpuid: int) -> None:
+    def set_poller_affinity(self, cpuid: Any) -> None:
         """Pin the engine's own kernel-side workers (io_uring's io-wq) to CPU
         ``cpuid``; engines without such workers poll on the ``wait_io`` thread."""
         cpuid = _check_cpuid(cpuid)

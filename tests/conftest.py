@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import gaio  # noqa: E402
-from gaio import backends  # noqa: E402
+from gaio import _native, backends  # noqa: E402
 
 try:
     import kqueue_emulation  # type: ignore  # noqa: E402
@@ -53,7 +53,10 @@ ENGINES = _engines()
 
 
 def pytest_report_header(config):
-    return [f"gaio engines under test: {', '.join(ENGINES)} (kqueue emulated: {not _REAL_KQUEUE})"]
+    return [
+        f"gaio engines under test: {', '.join(ENGINES)} (kqueue emulated: {not _REAL_KQUEUE})",
+        f"gaio front end: {gaio.implementation} (GAIO_PURE_PYTHON={os.environ.get('GAIO_PURE_PYTHON', '')!r})",
+    ]
 
 
 def pytest_sessionstart(session):
@@ -61,6 +64,10 @@ def pytest_sessionstart(session):
         reason = backends.why_unavailable("uring")
         if reason is not None and sys.platform.startswith("linux"):
             raise pytest.UsageError(f"CI=true but the io_uring engine is unavailable: {reason}")
+    if os.environ.get("CI") == "true" and not _native.PURE_PYTHON and gaio.implementation != "mypyc":
+        # CI builds with mypyc (a build requirement): a silent fallback would
+        # leave the compiled hot path, the one users run, untested.
+        raise pytest.UsageError("CI=true but the compiled front end is not in use (see gaio/_native.py)")
 
 
 def use_engine(name: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -407,16 +407,27 @@ def test_engine_failure_raises_poller_closed(backend, pair):
     w.read("r", a, bytearray(4))
     w.wait_io(0)
 
-    def broken(timeout):
-        raise OSError(errno.EBADF, "Bad file descriptor")
+    class Broken:
+        """The engine, but its descriptor vanished under wait (a compiled
+        engine's methods cannot be patched on the instance, so wrap it)."""
 
-    w._engine.wait = broken  # the engine's descriptor vanished under the call
+        def __init__(self, engine):
+            self.engine = engine
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+        def wait(self, timeout):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    engine = w._engine
+    w._engine = Broken(engine)
     with pytest.raises(gaio.PollerClosedError, match=backend):
         w.wait_io(1)
     assert w.closed
     with pytest.raises(gaio.WatcherClosedError):
         w.read("r", a, bytearray(4))
-    del w._engine.wait
+    w._engine = engine
     w.close()
     b.settimeout(5)
     assert b.recv(4) == b""  # the connection was released

@@ -8,10 +8,10 @@ process, which a seccomp filter or the ``io_uring_disabled`` sysctl may refuse).
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Dict, List, Optional, Type
 
+from .. import _native
 from .base import TRANSIENT_ERRNOS, Engine, EngineUnavailable
 
 __all__ = ["ENGINE_NAMES", "available_backends", "resolve", "Engine", "EngineUnavailable"]
@@ -24,7 +24,8 @@ _probe_cache: Dict[str, Optional[str]] = {}
 
 
 def _module(name: str):
-    return importlib.import_module(f"{__name__}.{name}")
+    # an engine's compiled twin when built and current (see gaio/_native.py)
+    return _native.load(f"{__name__}.{name}")
 
 
 def why_unavailable(name: str) -> Optional[str]:

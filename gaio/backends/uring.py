@@ -79,7 +79,7 @@ import select
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import TRANSIENT_ERRNOS, Completion, EngineUnavailable
+from .base import TRANSIENT_ERRNOS, Completion, EngineUnavailable, run_signal_handlers
 
 try:
     from .._uring import ffi, lib
@@ -254,6 +254,7 @@ class Engine:
         pass
 
     def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+        op: Tuple[int, int, int, Any]
         if buf is None:
             op = (_RECV_SELECT << 32 | (fd & _M32), _BGID, self._entry, None)
             if self._starved or len(self._lent) >= self._nbufs:
@@ -299,6 +300,7 @@ class Engine:
         wait_ns = -1 if timeout is None else int(timeout * 1e9)
         if out:
             wait_ns = 0
+        blocking = wait_ns != 0
         for _ in range(64):  # more than once only on a full SQ/CQ or a long queue
             q = self._q
             n = len(q) >> 2
@@ -315,6 +317,15 @@ class Engine:
                 if not lib.gaio_overflow(self._ring):
                     break
             wait_ns = 0
+        if blocking:
+            # A signal may have ended the wait (liburing reports no EINTR when
+            # the same call also submitted): run Python's handlers now, as the
+            # bytecode loop would. One may raise; what completed is parked
+            # first, so that the next wait still delivers it.
+            parked, self._ready = self._ready, out
+            out.extend(parked)
+            run_signal_handlers()
+            out, self._ready = self._ready, []
         return out
 
     def _process(self, n: int, out: List[Completion]) -> None:
