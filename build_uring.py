@@ -51,7 +51,7 @@ int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bg
 void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigned size,
                       const uint16_t *bids, unsigned n);
 
-unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, long long wait_ns,
+unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **mem, long long wait_ns,
                     unsigned cap, uint64_t *o_ud, int32_t *o_res, uint32_t *o_flags, int *out);
 unsigned gaio_reap(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_res,
                    uint32_t *o_flags);
@@ -133,11 +133,11 @@ void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigne
 }
 
 static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kind, int fd,
-                      uint64_t ud, uint64_t arg, uint32_t len)
+                      uint64_t ud, uint64_t arg, uint32_t len, void **mem)
 {
     switch (kind) {
     case GAIO_RECV:
-        io_uring_prep_recv(sqe, fd, (void *) (uintptr_t) arg, len, 0);
+        io_uring_prep_recv(sqe, fd, mem[arg], len, 0);
         break;
     case GAIO_RECV_SELECT:
         io_uring_prep_recv(sqe, fd, NULL, len, 0);
@@ -145,7 +145,7 @@ static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kin
         sqe->buf_group = (uint16_t) arg;
         break;
     case GAIO_SEND:
-        io_uring_prep_send(sqe, fd, (const void *) (uintptr_t) arg, len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, fd, mem[arg], len, MSG_NOSIGNAL);
         break;
     case GAIO_CANCEL:
         io_uring_prep_cancel64(sqe, arg, 0);
@@ -180,13 +180,15 @@ unsigned gaio_reap(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_
     return n;
 }
 
-/* ops holds n records of 4 words: user_data, arg (address, buffer group or
-   cancel target), length, kind << 32 | fd.
+/* ops holds n records of 4 words: user_data, arg, length, kind << 32 | fd.
+   arg is, by kind: an index into mem (the memory of a recv or send: the
+   caller passes its buffers' cdata as one array per call, instead of one
+   address per op), the buffer group, or the cancel target.
    Prepare ops [0, n), submit them (in chunks when the SQ fills), then wait up
    to wait_ns (<0: forever, 0: not at all) for one completion, and copy up to
    cap CQEs out. out[0] = ops taken from the arrays, out[1] = 0 or the -errno
    that stopped submission or waiting (EBUSY/EAGAIN/EINTR/ETIME: try again). */
-unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, long long wait_ns,
+unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **mem, long long wait_ns,
                     unsigned cap, uint64_t *o_ud, int32_t *o_res, uint32_t *o_flags, int *out)
 {
     const uint64_t *op;
@@ -203,7 +205,7 @@ unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, long lo
         }
         op = ops + 4 * (size_t) i;
         gaio_prep(r, sqe, (unsigned) (op[3] >> 32), (int) (uint32_t) op[3], op[0], op[1],
-                  (uint32_t) op[2]);
+                  (uint32_t) op[2], mem);
         i++;
     }
     out[0] = (int) i;

@@ -95,7 +95,7 @@ def echo_loop(w: "gaio.Watcher") -> int:
                     # of free() report ConnClosedError: nothing more to do then.
                     if not isinstance(r.error, conn_closed):
                         free(r.conn)
-                elif r.operation == op_read:
+                elif r.operation is op_read:
                     buf = r.buffer
                     n = r.size
                     # copy out of the swap buffer (valid until the next wait_io)

@@ -42,7 +42,7 @@ import stat
 import threading
 import time
 import weakref
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Final, List, Optional, Tuple
 
 from . import backends
 from .errors import (
@@ -58,15 +58,17 @@ from .errors import (
 
 __all__ = ["Watcher", "OpResult", "OpType", "OpRead", "OpWrite", "EV_READ", "EV_WRITE"]
 
-EV_READ = 0x1
-EV_WRITE = 0x2
+EV_READ: Final = 0x1
+EV_WRITE: Final = 0x2
 
-DEFAULT_BUFSIZE = 64 * 1024
+DEFAULT_BUFSIZE: Final = 64 * 1024
 
-_monotonic = time.monotonic
-_heappush = heapq.heappush
-_heappop = heapq.heappop
-_EMPTY = memoryview(b"")
+# Final: the compiled twin (gaio/_native.py) binds these once instead of
+# looking them up in the module's dict at every use.
+_monotonic: Final = time.monotonic
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+_EMPTY: Final = memoryview(b"")
 
 
 class OpType(enum.IntEnum):
@@ -76,10 +78,10 @@ class OpType(enum.IntEnum):
     WRITE = 1
 
 
-OpRead = OpType.READ
-OpWrite = OpType.WRITE
-_READ = OpType.READ
-_WRITE = OpType.WRITE
+OpRead: Final = OpType.READ
+OpWrite: Final = OpType.WRITE
+_READ: Final = OpType.READ
+_WRITE: Final = OpType.WRITE
 
 
 class OpResult:
@@ -261,6 +263,9 @@ class Watcher:
         if bufsize <= 0:
             raise ValueError(f"bufsize must be positive, not {bufsize}")
         self._engine = backends.resolve(backend)(bufsize)
+        # bound once: the two calls every op makes
+        self._engine_recv: Callable[[int, int, Optional[memoryview]], None] = self._engine.recv
+        self._engine_send: Callable[[int, int, memoryview], None] = self._engine.send
         self._bufsize = bufsize
         self._lock = threading.Lock()
         # Guarded by _lock: what other threads hand to the loop.
@@ -624,7 +629,7 @@ class Watcher:
         view = op._view
         if op.size and view is not None:
             view = view[op.size :]  # read_full: the rest of the buffer
-        self._engine.recv(tag, st.fd, view)
+        self._engine_recv(tag, st.fd, view)
 
     def _start_write(self, st: _Conn, op: OpResult) -> None:
         st.write_head = op
@@ -634,7 +639,7 @@ class Watcher:
         self._in_flight[tag] = op
         view = op._view
         assert view is not None  # writes always have one
-        self._engine.send(tag, st.fd, view[op.size :] if op.size else view)
+        self._engine_send(tag, st.fd, view[op.size :] if op.size else view)
 
     def _next_read(self, st: _Conn) -> None:
         queue = st.reads

@@ -8,9 +8,10 @@ socket the kernel tries the syscall at submit time; on EAGAIN it arms an
 internal poll and retries from *task work* when the socket becomes ready. The
 data copy therefore happens in task-work context of the submitting task, not
 in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one
-``array('Q')`` (4 words per op) and cross into C once per ``wait``:
-``gaio_enter`` prepares them, submits (in chunks when the SQ fills), waits and
-copies up to 4096 CQEs out.
+``array('Q')`` (4 words per op; a recv's or send's memory is an index into the
+list ``_mem`` of their cdata, which cffi turns into one C array per call) and
+cross into C once per ``wait``: ``gaio_enter`` prepares them, submits (in
+chunks when the SQ fills), waits and copies up to 4096 CQEs out.
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
 ``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
@@ -33,7 +34,9 @@ loop spins (a read waits for a ``recycle`` when every buffer is lent).
 **Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the tag (``CQE_SKIP_SUCCESS``; failure
 CQEs are ignored). It is only a request: the target still posts its own CQE,
 with ``-ECANCELED`` or with the bytes it moved when the data won the race; that
-is what we report. Our internal user_data (cancel, wake) have bit 63 set.
+is what we report. Our internal user_data (cancel, wake) have bit 61 set (tags
+count up from 1 and never get there; below 2**62 they stay machine ints in
+the compiled twin).
 
 **Thread binding.** ``SINGLE_ISSUER|DEFER_TASKRUN`` make completions cheap: all
 task work (the recv copy, CQE posting) runs only when the issuer thread waits in
@@ -77,7 +80,7 @@ import mmap
 import os
 import select
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Final, List, Optional, Tuple
 
 from .base import TRANSIENT_ERRNOS, Completion, EngineUnavailable, run_signal_handlers
 
@@ -88,24 +91,35 @@ except ImportError as exc:  # built without liburing, or blocked
     _IMPORT_ERROR: Optional[str] = f"gaio._uring extension not built (liburing-dev missing at install time?): {exc}"
 else:
     _IMPORT_ERROR = None
-    _F_MORE, _F_BUFFER = lib.IORING_CQE_F_MORE, lib.IORING_CQE_F_BUFFER
+    # kernel ABI values, spelled as Final constants below for the compiled twin
+    assert (lib.IORING_CQE_F_BUFFER, lib.IORING_CQE_F_MORE) == (1, 2)
 
 __all__ = ["Engine", "probe"]
 
-_RECV, _RECV_SELECT, _SEND, _CANCEL, _CANCEL_ALL, _POLL = range(6)
-_INTERNAL = 1 << 63
-_WAKE_UD = _INTERNAL | 1
-_CANCEL_UD = _INTERNAL | 2
-_BGID = 0
-SQ_ENTRIES = 1024
-CQ_ENTRIES = 32768
-CQE_BATCH = 4096
-SWAP_POOL_BYTES = 8 << 20
-SWAP_ENTRY_MAX = 64 << 10
-_EMPTY = memoryview(b"")
-_RETRY = frozenset((-errno.EINTR, -errno.EAGAIN, -errno.ENOBUFS, -errno.ECANCELED))
-_ONE = (1).to_bytes(8, "little")
-_M32 = 0xFFFFFFFF
+# Final: the compiled twin (gaio/_native.py) inlines these instead of looking
+# them up in the module's dict at every use.
+_RECV: Final = 0  # op kinds, as gaio_prep in build_uring.py knows them
+_RECV_SELECT: Final = 1
+_SEND: Final = 2
+_CANCEL: Final = 3
+_CANCEL_ALL: Final = 4
+_POLL: Final = 5
+_INTERNAL: Final = 1 << 61
+_WAKE_UD: Final = _INTERNAL | 1
+_CANCEL_UD: Final = _INTERNAL | 2
+_BGID: Final = 0
+SQ_ENTRIES: Final = 1024
+CQ_ENTRIES: Final = 32768
+CQE_BATCH: Final = 4096
+SWAP_POOL_BYTES: Final = 8 << 20
+SWAP_ENTRY_MAX: Final = 64 << 10
+_EMPTY: Final = memoryview(b"")
+_RETRY: Final = frozenset((-errno.EINTR, -errno.EAGAIN, -errno.ENOBUFS, -errno.ECANCELED))
+_ONE: Final = (1).to_bytes(8, "little")
+_M32: Final = 0xFFFFFFFF
+_F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
+_F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
+_Op = Tuple[int, int, int, Any]  # (kind << 32 | fd, arg, length, keepalive)
 
 
 def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
@@ -139,8 +153,10 @@ class Engine:
         self._issuer: Optional[int] = None  # thread that enabled the ring
         self._bound = False
         self._affinity: Optional[int] = None
-        self._ops: Dict[int, tuple] = {}  # tag -> (kind << 32 | fd, arg, length, keepalive)
+        self._ops: Dict[int, _Op] = {}  # tag -> (kind << 32 | fd, arg, length, keepalive)
         self._q = array.array("Q")  # queued SQEs, 4 words each (see build_uring.py)
+        self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
+        self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
         self._cancelled: set = set()
         self._starved: Dict[int, None] = {}  # swap reads parked (-ENOBUFS), FIFO
         self._ready: List[Completion] = []  # completions made without the kernel
@@ -254,7 +270,7 @@ class Engine:
         pass
 
     def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
-        op: Tuple[int, int, int, Any]
+        op: _Op
         if buf is None:
             op = (_RECV_SELECT << 32 | (fd & _M32), _BGID, self._entry, None)
             if self._starved or len(self._lent) >= self._nbufs:
@@ -262,18 +278,25 @@ class Engine:
                 self._starved[tag] = None  # queue behind the parked ones
                 return
         else:
-            keep = ffi.from_buffer(buf, require_writable=True)
-            op = (_RECV << 32 | (fd & _M32), int(ffi.cast("uintptr_t", keep)),
-                  min(len(keep), 0x7FFFF000), keep)
+            keep = self._from_buffer(buf, require_writable=True)
+            op = (_RECV << 32 | (fd & _M32), 0, min(len(keep), 0x7FFFF000), keep)
         self._ops[tag] = op
-        self._q.extend((tag, op[1], op[2], op[0]))
+        self._push(tag, op)
 
     def send(self, tag: int, fd: int, buf: memoryview) -> None:
-        keep = ffi.from_buffer(buf)
-        op = (_SEND << 32 | (fd & _M32), int(ffi.cast("uintptr_t", keep)),
-              min(len(keep), 0x7FFFF000), keep)
+        keep = self._from_buffer(buf)
+        op = (_SEND << 32 | (fd & _M32), 0, min(len(keep), 0x7FFFF000), keep)
         self._ops[tag] = op
-        self._q.extend((tag, op[1], op[2], op[0]))
+        self._push(tag, op)
+
+    def _push(self, tag: int, op: _Op) -> None:
+        """Queue ``op``'s SQE record; a buffer's cdata goes to _mem, which the
+        record indexes (one array per enter instead of an address per op)."""
+        kind_fd, arg, length, keep = op
+        if keep is not None:
+            arg = len(self._mem)
+            self._mem.append(keep)
+        self._q.extend((tag, arg, length, kind_fd))
 
     def cancel(self, tag: int) -> None:
         if tag not in self._ops or tag in self._cancelled:
@@ -304,11 +327,15 @@ class Engine:
         for _ in range(64):  # more than once only on a full SQ/CQ or a long queue
             q = self._q
             n = len(q) >> 2
+            mem = self._mem
             got = lib.gaio_enter(self._ring, n, ffi.from_buffer("uint64_t[]", q) if n else ffi.NULL,
-                                 wait_ns, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags, self._out)
+                                 mem if mem else ffi.NULL, wait_ns, CQE_BATCH,
+                                 self._cq_ud, self._cq_res, self._cq_flags, self._out)
             taken, err = self._out[0], self._out[1]
             if taken:
                 del q[:taken * 4]
+                if not q:
+                    mem.clear()  # (left whole otherwise: the rest of q indexes it)
             while got:
                 self._process(got, out)
                 got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags) \
@@ -330,24 +357,32 @@ class Engine:
 
     def _process(self, n: int, out: List[Completion]) -> None:
         ops, cancelled = self._ops, self._cancelled
-        for ud, res, fl in zip(ffi.unpack(self._cq_ud, n), ffi.unpack(self._cq_res, n),
-                               ffi.unpack(self._cq_flags, n)):
+        # typed lists: the compiled twin then compares and shifts machine ints
+        uds: List[int] = ffi.unpack(self._cq_ud, n)
+        results: List[int] = ffi.unpack(self._cq_res, n)
+        flags: List[int] = ffi.unpack(self._cq_flags, n)
+        for i in range(n):
+            ud = uds[i]
+            res = results[i]
             if ud >= _INTERNAL:
-                if ud == _WAKE_UD and not fl & _F_MORE and not self._closing:
+                if ud == _WAKE_UD and not flags[i] & _F_MORE and not self._closing:
                     self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
                 elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
                     for tag in list(ops):
                         self._q.extend((_CANCEL_UD, tag, 0, _CANCEL << 32 | _M32))
                 continue
-            op = ops.pop(ud, None)
+            op = ops.get(ud)
             if op is None:
                 continue
-            if res in _RETRY and res < 0:
-                res = self._resubmit(ud, op, res)
-                if res is None:
+            del ops[ud]
+            if res < 0 and res in _RETRY:
+                again = self._resubmit(ud, op, res)
+                if again is None:
                     continue
-            mem = None
+                res = again
+            mem: Optional[memoryview] = None
             if op[0] >> 32 == _RECV_SELECT:
+                fl = flags[i]
                 if fl & _F_BUFFER:
                     bid = fl >> 16
                     self._lent.append(bid)
@@ -360,7 +395,7 @@ class Engine:
                 cancelled.discard(ud)
             out.append((ud, res, mem))
 
-    def _resubmit(self, tag: int, op: tuple, res: int) -> Optional[int]:
+    def _resubmit(self, tag: int, op: _Op, res: int) -> Optional[int]:
         """An op that moved nothing and must not surface: queue it again, park
         it until buffers come back, or (cancel requested, closing) end it."""
         if tag in self._cancelled or self._closing:
@@ -368,7 +403,7 @@ class Engine:
         if res == -errno.ENOBUFS:
             self._starved[tag] = None  # released by a later wait
         else:
-            self._q.extend((tag, op[1], op[2], op[0]))
+            self._push(tag, op)
         self._ops[tag] = op
         return None
 
@@ -382,12 +417,11 @@ class Engine:
 
     def _release_starved(self) -> None:
         """Resubmit parked swap reads, no more than there are unlent buffers."""
-        starved, ops, q = self._starved, self._ops, self._q
+        starved, ops = self._starved, self._ops
         for _ in range(min(len(starved), self._nbufs - len(self._lent))):
             tag = next(iter(starved))
             del starved[tag]
-            op = ops[tag]
-            q.extend((tag, op[1], op[2], op[0]))
+            self._push(tag, ops[tag])
 
     def _requeue(self, tag: int) -> None:
         res = self._resubmit(tag, self._ops.pop(tag), -errno.ECANCELED)
@@ -424,6 +458,7 @@ class Engine:
                 if tag in queued or tag in self._starved:
                     del self._ops[tag]  # never reached the kernel
             del q[:]
+            self._mem.clear()
             self._starved = {}
             done = not self._ops
             tid = threading.get_ident()
