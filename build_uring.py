@@ -26,6 +26,7 @@ struct io_uring { unsigned flags; int ring_fd; unsigned features; ...; };
 #define IORING_SETUP_COOP_TASKRUN ...
 #define IORING_SETUP_SINGLE_ISSUER ...
 #define IORING_SETUP_DEFER_TASKRUN ...
+#define IORING_SETUP_TASKRUN_FLAG ...
 #define IORING_FEAT_NODROP ...
 #define IORING_FEAT_EXT_ARG ...
 #define IORING_CQE_F_BUFFER ...
@@ -47,7 +48,9 @@ void gaio_close_ring_fd(struct io_uring *r);
 int gaio_overflow(struct io_uring *r);
 int gaio_iowq_aff(struct io_uring *r, int cpu);
 
-int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid);
+int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid,
+                          unsigned flags);
+#define GAIO_PBUF_RING_INC 2
 void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigned size,
                       const uint16_t *bids, unsigned n);
 
@@ -67,6 +70,7 @@ SOURCE = r"""
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <stddef.h>
 #include <liburing.h>
 
 #define GAIO_RECV 0          /* recv into caller memory (arg = address)      */
@@ -108,13 +112,23 @@ int gaio_iowq_aff(struct io_uring *r, int cpu)
     return io_uring_register_iowq_aff(r, sizeof set, &set);
 }
 
-int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid)
+/* IOU_PBUF_RING_INC (Linux 6.12): a recv takes only the bytes it needs from
+   the head buffer, which stays in the ring (CQE flag F_BUF_MORE) until full. */
+#define GAIO_PBUF_RING_INC 2
+
+int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid,
+                          unsigned flags)
 {
     struct io_uring_buf_reg reg;
+    uint16_t flags16 = (uint16_t) flags;
     memset(&reg, 0, sizeof reg);
     reg.ring_addr = (unsigned long) (uintptr_t) br;
     reg.ring_entries = entries;
     reg.bgid = bgid;
+    /* The kernel's 16 bits of flags follow bgid: liburing 2.3 names them
+       "pad", later versions "flags"; write them by position, as the ABI has it. */
+    _Static_assert(offsetof(struct io_uring_buf_reg, bgid) == 12, "io_uring_buf_reg layout");
+    memcpy((char *) &reg.bgid + sizeof reg.bgid, &flags16, sizeof flags16);
     return io_uring_register_buf_ring(r, &reg, 0);
 }
 
@@ -180,6 +194,28 @@ unsigned gaio_reap(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_
     return n;
 }
 
+/* Copy out up to cap CQEs, and while there is room and the kernel flags
+   pending task work, ask it to run more. Under DEFER_TASKRUN one enter runs
+   only a few task-work items (about 20 since Linux 6.13: the completions of
+   receives that waited for data); the rest would wait for later enters,
+   oldest first, and under load a receive could wait seconds. Bounded: each
+   round either finds CQEs or stops. */
+static unsigned gaio_drain(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_res,
+                           uint32_t *o_flags)
+{
+    unsigned got = gaio_reap(r, cap, o_ud, o_res, o_flags);
+    while (got < cap && (IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_TASKRUN)) {
+        unsigned more;
+        if (io_uring_get_events(r) < 0)
+            break;
+        more = gaio_reap(r, cap - got, o_ud + got, o_res + got, o_flags + got);
+        if (!more)
+            break;
+        got += more;
+    }
+    return got;
+}
+
 /* ops holds n records of 4 words: user_data, arg, length, kind << 32 | fd.
    arg is, by kind: an index into mem (the memory of a recv or send: the
    caller passes its buffers' cdata as one array per call, instead of one
@@ -223,7 +259,7 @@ unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **
         }
     }
     out[1] = ret < 0 ? ret : 0;
-    return gaio_reap(r, cap, o_ud, o_res, o_flags);
+    return gaio_drain(r, cap, o_ud, o_res, o_flags);
 }
 """
 
