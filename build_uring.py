@@ -48,9 +48,7 @@ void gaio_close_ring_fd(struct io_uring *r);
 int gaio_overflow(struct io_uring *r);
 int gaio_iowq_aff(struct io_uring *r, int cpu);
 
-int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid,
-                          unsigned flags);
-#define GAIO_PBUF_RING_INC 2
+int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid);
 void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigned size,
                       const uint16_t *bids, unsigned n);
 
@@ -70,7 +68,6 @@ SOURCE = r"""
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <stddef.h>
 #include <liburing.h>
 
 #define GAIO_RECV 0          /* recv into caller memory (arg = address)      */
@@ -112,23 +109,13 @@ int gaio_iowq_aff(struct io_uring *r, int cpu)
     return io_uring_register_iowq_aff(r, sizeof set, &set);
 }
 
-/* IOU_PBUF_RING_INC (Linux 6.12): a recv takes only the bytes it needs from
-   the head buffer, which stays in the ring (CQE flag F_BUF_MORE) until full. */
-#define GAIO_PBUF_RING_INC 2
-
-int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid,
-                          unsigned flags)
+int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bgid)
 {
     struct io_uring_buf_reg reg;
-    uint16_t flags16 = (uint16_t) flags;
     memset(&reg, 0, sizeof reg);
     reg.ring_addr = (unsigned long) (uintptr_t) br;
     reg.ring_entries = entries;
     reg.bgid = bgid;
-    /* The kernel's 16 bits of flags follow bgid: liburing 2.3 names them
-       "pad", later versions "flags"; write them by position, as the ABI has it. */
-    _Static_assert(offsetof(struct io_uring_buf_reg, bgid) == 12, "io_uring_buf_reg layout");
-    memcpy((char *) &reg.bgid + sizeof reg.bgid, &flags16, sizeof flags16);
     return io_uring_register_buf_ring(r, &reg, 0);
 }
 
