@@ -9,7 +9,8 @@ For every (server, scenario) pair it runs N repetitions; each repetition starts 
 fresh server process (pinned to one core), waits for its "READY <port>" line, runs
 the C load generator (pinned to the other core), then SIGTERMs the server and
 makes sure nothing of it is left.  Reports medians with min-max, writes
-bench/results/<YYYY-MM-DD>.json and a PNG chart next to it.
+bench/results/<YYYY-MM-DD>.json (-2, -3... for later runs that day) and a PNG chart
+next to it.
 """
 
 from __future__ import annotations
@@ -564,6 +565,10 @@ def main(argv=None) -> int:
             "elapsed_s": round(elapsed, 1),
             "results": results,
         }
+        n = 1
+        while os.path.exists(os.path.join(args.out, f"{stamp}.json")):  # keep earlier runs of the day
+            n += 1
+            stamp = f"{_dt.date.today().isoformat()}-{n}"
         path = os.path.join(args.out, f"{stamp}.json")
         tmp = path + ".tmp"
         with open(tmp, "w") as f:

@@ -264,14 +264,17 @@ class Watcher:
             raise ValueError(f"bufsize must be positive, not {bufsize}")
         self._engine = backends.resolve(backend)(bufsize)
         # bound once: the two calls every op makes
-        self._engine_recv: Callable[[int, int, Optional[memoryview]], None] = self._engine.recv
-        self._engine_send: Callable[[int, int, memoryview], None] = self._engine.send
+        self._engine_recv: Callable[..., None] = self._engine.recv
+        self._engine_send: Callable[..., None] = self._engine.send
         self._bufsize = bufsize
         self._lock = threading.Lock()
         # Guarded by _lock: what other threads hand to the loop.
         self._pending: List[OpResult] = []
         self._frees: List[_Conn] = []
-        self._conns: Dict[int, _Conn] = {}
+        # Keys typed Any here and in _in_flight: the compiled twin then keeps
+        # the one int object it made, instead of boxing a new one per container
+        # (32 bytes each, per idle connection).
+        self._conns: Dict[Any, _Conn] = {}
         self._closed = False
         self._in_wait = False  # a wait_io is running
         self._sleeping = False  # ... and is (about to be) blocked in the engine
@@ -279,7 +282,7 @@ class Watcher:
         # Appended to by weakref callbacks, which must never take _lock.
         self._dropped: Deque[_Conn] = collections.deque()
         # Owned by the thread running wait_io.
-        self._in_flight: Dict[int, OpResult] = {}
+        self._in_flight: Dict[Any, OpResult] = {}
         self._next_tag = 1
         # [deadline, seq, op or None]: a done op leaves its entry (lazy deletion)
         # but not itself, so the heap never keeps a conn alive.
@@ -389,7 +392,7 @@ class Watcher:
         with self._lock:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
-            key = id(conn)
+            key: Any = id(conn)
             st = self._conns.get(key)
             if st is None or not st.holds(conn):
                 _check_conn(conn)  # only new conns need it: known ones passed it
@@ -400,7 +403,7 @@ class Watcher:
                 self._sleeping = False
                 self._engine.wake()
 
-    def _adopt(self, conn: Any, key: int, op: OpResult) -> Optional[_Conn]:
+    def _adopt(self, conn: Any, key: Any, op: OpResult) -> Optional[_Conn]:
         """Take over ``conn``'s descriptor (under _lock). On failure, set
         ``op.error`` and return None: the op is then delivered as failed."""
         try:
@@ -622,8 +625,8 @@ class Watcher:
 
     def _start_read(self, st: _Conn, op: OpResult) -> None:
         st.read_head = op
-        tag = self._next_tag
-        self._next_tag = tag + 1
+        tag: Any = self._next_tag  # one int object: the in-flight key and the engine's
+        self._next_tag += 1
         op._tag = tag
         self._in_flight[tag] = op
         view = op._view
@@ -633,8 +636,8 @@ class Watcher:
 
     def _start_write(self, st: _Conn, op: OpResult) -> None:
         st.write_head = op
-        tag = self._next_tag
-        self._next_tag = tag + 1
+        tag: Any = self._next_tag
+        self._next_tag += 1
         op._tag = tag
         self._in_flight[tag] = op
         view = op._view

@@ -168,7 +168,7 @@ class Engine:
         self._issuer: Optional[int] = None  # thread that enabled the ring
         self._bound = False
         self._affinity: Optional[int] = None
-        self._ops: Dict[int, _Op] = {}  # tag -> (kind << 32 | fd, arg, length, keepalive)
+        self._ops: Dict[Any, _Op] = {}  # tag -> (kind << 32 | fd, arg, length, keepalive)
         self._q = array.array("Q")  # queued SQEs, 4 words each (see build_uring.py)
         self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
         self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
@@ -183,6 +183,7 @@ class Engine:
         self._cq_flags = ffi.new("uint32_t[]", CQE_BATCH)
         self._out = ffi.new("int[2]")
         self._entry, self._nbufs = _swap_geometry(bufsize, swap_buffers)
+        self._swap_len: Any = self._entry  # one int object for every swap read's record
         self._pool = mmap.mmap(-1, self._entry * self._nbufs)
         self._br = mmap.mmap(-1, max(mmap.PAGESIZE, 16 * self._nbufs))
         self._pool_view = memoryview(self._pool)
@@ -286,10 +287,12 @@ class Engine:
     def detach(self, fd: int) -> None:
         pass
 
-    def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+    # tag is Any in recv/send (an int): the compiled twin then keeps the
+    # caller's int object as the _ops key instead of boxing a new one per op.
+    def recv(self, tag: Any, fd: int, buf: Optional[memoryview]) -> None:
         op: _Op
         if buf is None:
-            op = (_RECV_SELECT << 32 | (fd & _M32), _BGID, self._entry, None)
+            op = (_RECV_SELECT << 32 | (fd & _M32), _BGID, self._swap_len, None)
             if self._starved or len(self._lent) >= self._nbufs:
                 self._ops[tag] = op
                 self._starved[tag] = None  # queue behind the parked ones
@@ -300,13 +303,13 @@ class Engine:
         self._ops[tag] = op
         self._push(tag, op)
 
-    def send(self, tag: int, fd: int, buf: memoryview) -> None:
+    def send(self, tag: Any, fd: int, buf: memoryview) -> None:
         keep = self._from_buffer(buf)
         op = (_SEND << 32 | (fd & _M32), 0, min(len(keep), 0x7FFFF000), keep)
         self._ops[tag] = op
         self._push(tag, op)
 
-    def _push(self, tag: int, op: _Op) -> None:
+    def _push(self, tag: Any, op: _Op) -> None:
         """Queue ``op``'s SQE record; a buffer's cdata goes to _mem, which the
         record indexes (one array per enter instead of an address per op)."""
         kind_fd, arg, length, keep = op
