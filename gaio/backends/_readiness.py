@@ -177,8 +177,8 @@ class ReadinessEngine(ABC):
                 if entry is not None and self._send(entry[0], fd, entry[1]):
                     del self._parked_send[fd]
                     del self._parked_tags[entry[0]]
-        done, self._done = self._done, []
-        return done
+        out, self._done = self._done, []
+        return out
 
     def recycle(self) -> None:
         # A swap receive that completed at once (started while the front end
@@ -223,7 +223,7 @@ class ReadinessEngine(ABC):
             self._drained_recv.add(fd)
             return False
         except OSError as exc:
-            n = -exc.errno
+            n = -(exc.errno or errno.EIO)
         if 0 < n < len(buf) and fd not in self._hung_up:
             self._drained_recv.add(fd)  # emptied (EOF and errors are final instead)
         self._done.append((tag, n, None))
@@ -237,7 +237,7 @@ class ReadinessEngine(ABC):
             self._drained_recv.add(fd)
             return False
         except OSError as exc:
-            self._done.append((tag, -exc.errno, None))
+            self._done.append((tag, -(exc.errno or errno.EIO), None))
             return True
         if n > 0:
             if n < len(self._swap) - used and fd not in self._hung_up:
@@ -258,7 +258,7 @@ class ReadinessEngine(ABC):
             if exc.errno == errno.ENOBUFS:  # BSDs: out of mbufs, same as EAGAIN
                 self._drained_send.add(fd)
                 return False
-            n = -exc.errno
+            n = -(exc.errno or errno.EIO)
         if 0 <= n < len(buf):  # short write: the buffer is full; an error is final
             self._drained_send.add(fd)
         self._done.append((tag, n, None))
