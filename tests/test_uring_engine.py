@@ -500,3 +500,21 @@ def test_swap_result_parked_by_a_raising_handler_keeps_its_buffer(engine_factory
     assert [(tag, res, bytes(mem)) for tag, res, mem in out] == [(1, 5, b"first")]
     e.recycle()
     assert collect(e, 1) == {2: (6, b"SECOND")}
+
+
+def test_wake_between_two_waits_is_not_lost(engine):
+    """The front end decides to sleep, then calls wait(); another thread's
+    wake() may land in between. It must end that wait even though an
+    earlier wake's write was already seen (bench c5k once stalled 60 s on
+    this: the last connections' first reads sat in the pending list)."""
+    assert engine.wait(0) == []
+    waker = threading.Timer(0.1, engine.wake)  # a wake during the wait...
+    waker.start()
+    t0 = time.monotonic()
+    assert engine.wait(5) == []  # ... ends it
+    waker.join()
+    assert time.monotonic() - t0 < 2.0
+    engine.wake()  # and another lands between two waits
+    t0 = time.monotonic()
+    assert engine.wait(5) == []
+    assert time.monotonic() - t0 < 2.0, "the second wake was skipped"

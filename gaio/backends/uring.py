@@ -83,8 +83,9 @@ whenever the overflow flag is up; ``-EBUSY``/``-EAGAIN`` from submit make us rea
 and try again, ``-EINTR``/``-ETIME`` just end the wait. Nothing is dropped.
 
 **Wake.** An eventfd with a multishot ``POLL_ADD`` on the ring; ``wake()`` writes
-it (once per sleep, lock-free except for a reentrant lock shared only with
-``close``), so it works from any thread and from GC callbacks inside ``wait``.
+it (not again until a wait has seen that write's CQE; lock-free except for a
+reentrant lock shared only with ``close``), so it works from any thread and
+from GC callbacks inside ``wait``.
 """
 
 from __future__ import annotations
@@ -333,7 +334,6 @@ class Engine:
     def wait(self, timeout: Optional[float]) -> List[Completion]:
         if self._closed:
             return []
-        self._woken = False
         tid = threading.get_ident()
         if tid != self._issuer:
             self._adopt(tid)
@@ -385,8 +385,10 @@ class Engine:
             ud = uds[i]
             res = results[i]
             if ud >= _INTERNAL:
-                if ud == _WAKE_UD and not flags[i] & _F_MORE and not self._closing:
-                    self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
+                if ud == _WAKE_UD:
+                    self._woken = False  # that write is seen: the next wake() must write again
+                    if not flags[i] & _F_MORE and not self._closing:
+                        self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
                 elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
                     for tag in list(ops):
                         self._q.extend((_CANCEL_UD, tag, 0, _CANCEL << 32 | _M32))
@@ -452,6 +454,11 @@ class Engine:
             self._ready.append((tag, res, None))
 
     def wake(self) -> None:
+        # _woken: a write whose CQE no wait has seen yet, so that wait will
+        # return anyway. It is cleared when that CQE is seen, not when a wait
+        # starts: cleared at the start, a wake() landing between two waits
+        # (after the front end decided to sleep) was skipped because of an
+        # earlier write already seen, and the next wait slept through it.
         if self._woken:
             return
         self._woken = True
