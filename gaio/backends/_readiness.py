@@ -44,7 +44,7 @@ from __future__ import annotations
 import errno
 import os
 from abc import ABC, abstractmethod
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from .base import Completion
 
@@ -67,16 +67,20 @@ class ReadinessEngine(ABC):
         self._swap_used = 0
         self._min_room = min(bufsize, MIN_SWAP_ROOM)
         # fd -> (tag, memoryview or None for swap); one slot per direction.
-        self._parked_recv: Dict[int, Tuple[int, Optional[memoryview]]] = {}
-        self._parked_send: Dict[int, Tuple[int, memoryview]] = {}
+        # Tags and fds are Any-typed where they are stored (here, and the
+        # parameters of recv/send/_park_recv): the compiled twin then keeps
+        # the caller's int objects instead of boxing new ones for each
+        # container (32 bytes each, per idle connection).
+        self._parked_recv: Dict[Any, Tuple[Any, Optional[memoryview]]] = {}
+        self._parked_send: Dict[Any, Tuple[Any, memoryview]] = {}
         # tag -> fd, for cancel(); only parked operations are listed.
-        self._parked_tags: Dict[int, int] = {}
+        self._parked_tags: Dict[Any, Any] = {}
         # fds whose swap receive awaits room in the region, oldest first
         self._starved: Dict[int, None] = {}
         self._done: List[Completion] = []
         # descriptors known to be drained (see the module docstring)
-        self._drained_recv: Set[int] = set()
-        self._drained_send: Set[int] = set()
+        self._drained_recv: Set[Any] = set()
+        self._drained_send: Set[Any] = set()
         # descriptors whose peer hung up or that saw an error: never "drained"
         self._hung_up: Set[int] = set()
         self._closed = False
@@ -114,7 +118,7 @@ class ReadinessEngine(ABC):
         except OSError:
             pass  # already gone (closed behind our back): nothing to undo
 
-    def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+    def recv(self, tag: Any, fd: Any, buf: Optional[memoryview]) -> None:
         if fd in self._drained_recv:
             self._park_recv(tag, fd, buf)  # nothing there: wait for the edge
             return
@@ -132,7 +136,7 @@ class ReadinessEngine(ABC):
         if not done:
             self._park_recv(tag, fd, buf)
 
-    def send(self, tag: int, fd: int, buf: memoryview) -> None:
+    def send(self, tag: Any, fd: Any, buf: memoryview) -> None:
         if fd in self._drained_send or not self._send(tag, fd, buf):
             self._parked_send[fd] = (tag, buf)
             self._parked_tags[tag] = fd
@@ -212,11 +216,11 @@ class ReadinessEngine(ABC):
         self._close_poller()
 
     # -- helpers ----------------------------------------------------------------
-    def _park_recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+    def _park_recv(self, tag: Any, fd: Any, buf: Optional[memoryview]) -> None:
         self._parked_recv[fd] = (tag, buf)
         self._parked_tags[tag] = fd
 
-    def _recv_into(self, tag: int, fd: int, buf: memoryview) -> bool:
+    def _recv_into(self, tag: Any, fd: Any, buf: memoryview) -> bool:
         try:
             n = _readv(fd, (buf,))
         except BlockingIOError:
@@ -229,7 +233,7 @@ class ReadinessEngine(ABC):
         self._done.append((tag, n, None))
         return True
 
-    def _recv_swap(self, tag: int, fd: int) -> bool:
+    def _recv_swap(self, tag: Any, fd: Any) -> bool:
         used = self._swap_used
         try:
             n = _readv(fd, (self._swap[used:],))
@@ -248,7 +252,7 @@ class ReadinessEngine(ABC):
             self._done.append((tag, n, None))
         return True
 
-    def _send(self, tag: int, fd: int, buf: memoryview) -> bool:
+    def _send(self, tag: Any, fd: Any, buf: memoryview) -> bool:
         try:
             n = _write(fd, buf)
         except BlockingIOError:
