@@ -5,6 +5,11 @@
     python bench/micro.py --profile          # cProfile the echo server's hot path under load
     python bench/micro.py --profile --backend epoll --scenario stream --seconds 3
 
+cProfile sees Python functions only: under the compiled build (gaio.implementation
+== "mypyc") the front end is one opaque call. Profile with GAIO_PURE_PYTHON=1 to see
+its functions, or use ``perf record -p PID`` on bench/echo_server.py for the
+compiled code as it runs.
+
 Each mode uses `--batch` socketpairs.  One round submits one op per pair, then
 calls wait_io() until all of them completed; the data is always ready before the
 round starts (readable bytes queued by the plain peer socket, or room in the
@@ -136,7 +141,8 @@ def run_mode(mode: str, backend: str | None, ops: int, batch: int, size: int) ->
 def micro(args) -> int:
     engines = [args.backend] if args.backend else gaio.available_backends()
     modes = ["read-user", "read-swap", "write"]
-    print(f"{args.ops} ops per mode, batch {args.batch}, {args.size} B per op; ns per op (best of {args.repeat})")
+    print(f"{args.ops} ops per mode, batch {args.batch}, {args.size} B per op; ns per op (best of {args.repeat}); "
+          f"gaio {gaio.implementation}")
     print(f"{'engine':8} " + " ".join(f"{m:>10}" for m in modes + ["raw recv"]))
     out = {}
     raw = min(run_mode("raw", None, args.ops, args.batch, args.size) for _ in range(args.repeat))

@@ -450,6 +450,7 @@ def machine_info() -> dict:
 
         info["gaio"] = getattr(gaio, "__version__", "?")
         info["gaio_path"] = os.path.dirname(gaio.__file__)
+        info["gaio_implementation"] = getattr(gaio, "implementation", "python")  # mypyc or python
     except Exception:  # noqa: BLE001
         pass
     return info
