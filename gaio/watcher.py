@@ -145,8 +145,7 @@ class _Conn:
 
     __slots__ = (
         "fd",
-        "key",  # id(conn): the key in Watcher._conns
-        "ref",  # a _ConnRef to the conn, or None for a conn held strongly
+        "ref",  # a _ConnRef to the conn (its key is the conn's key in Watcher._conns), or None
         "strong",  # the conn itself, only for objects that cannot be weakly referenced
         "read_head",  # the read op at the engine, or None
         "reads",  # deque of reads queued behind it, or None (most conns never need one)
@@ -158,7 +157,6 @@ class _Conn:
     )
 
     fd: int
-    key: int
     ref: Any
     strong: Any
     read_head: Optional[OpResult]
@@ -169,9 +167,8 @@ class _Conn:
     eof: bool
     freed: bool
 
-    def __init__(self, fd: int, key: int, ref: Any, strong: Any) -> None:
+    def __init__(self, fd: int, ref: Any, strong: Any) -> None:
         self.fd = fd
-        self.key = key
         self.ref = ref
         self.strong = strong
         self.read_head = self.reads = self.write_head = self.writes = None
@@ -440,7 +437,7 @@ class Watcher:
         except TypeError:  # cannot be weakly referenced: hold it, no GC for it
             ref = None
             strong = conn
-        st = _Conn(fd, key, ref, strong)
+        st = _Conn(fd, ref, strong)
         self._conns[key] = st
         return st
 
@@ -812,8 +809,9 @@ class Watcher:
         if st.strong is not None:
             # Nothing would ever collect this conn: forget it now that it is
             # released (a later op on it is refused as closed).
-            if self._conns.get(st.key) is st:
-                del self._conns[st.key]
+            key = id(st.strong)
+            if self._conns.get(key) is st:
+                del self._conns[key]
             st.strong = None
         return fd
 
@@ -822,8 +820,9 @@ class Watcher:
         while dropped:
             st = dropped.popleft()
             with self._lock:
-                if self._conns.get(st.key) is st:
-                    del self._conns[st.key]
+                key = st.ref.key  # only weakly held conns are dropped
+                if self._conns.get(key) is st:
+                    del self._conns[key]
             if st.freed or st.fd < 0:
                 continue  # free() already released it
             self._gc_found += 1

@@ -82,6 +82,15 @@ def collect(engine, want, timeout=10.0, recycle=False):
     return got
 
 
+def arm_recvs(engine, ps, size):
+    """A recv into a fresh ``size``-byte buffer on each pair's first socket,
+    tags 1..n; returns the buffers."""
+    bufs = [bytearray(size) for _ in ps]
+    for i, ((a, _), buf) in enumerate(zip(ps, bufs)):
+        engine.recv(i + 1, a.fileno(), memoryview(buf))
+    return bufs
+
+
 def test_recv_send_user_buffers(engine, pairs):
     (a, b), = pairs()
     buf = bytearray(16)
@@ -237,10 +246,9 @@ def test_wake_before_wait_and_after_close(engine):
 def test_close_with_ops_in_flight(engine_factory, pairs):
     e = engine_factory()
     ps = pairs(50)
-    bufs = [bytearray(4) for _ in ps]
-    for i, ((a, _), buf) in enumerate(zip(ps, bufs)):
-        e.recv(i + 1, a.fileno(), memoryview(buf))
-        e.recv(1000 + i, ps[i][1].fileno(), None)
+    bufs = arm_recvs(e, ps, 4)
+    for i, (_, b) in enumerate(ps):
+        e.recv(1000 + i, b.fileno(), None)
     e.send(999, ps[0][1].fileno(), memoryview(b"zz"))
     e.wait(0)
     e.close()
@@ -254,10 +262,9 @@ def test_close_with_ops_in_flight(engine_factory, pairs):
 def test_close_from_another_thread_with_ops_in_flight(engine_factory, pairs):
     e = engine_factory()
     ps = pairs(20)
-    bufs = [bytearray(4) for _ in ps]
-    for i, ((a, _), buf) in enumerate(zip(ps, bufs)):
-        e.recv(i + 1, a.fileno(), memoryview(buf))
-        e.recv(100 + i, ps[i][1].fileno(), None)
+    bufs = arm_recvs(e, ps, 4)
+    for i, (_, b) in enumerate(ps):
+        e.recv(100 + i, b.fileno(), None)
     e.wait(0)  # this thread is the ring's issuer now
     t = threading.Thread(target=e.close)
     t.start()
@@ -455,9 +462,7 @@ def test_one_wait_returns_every_receive_that_got_data(engine_factory, pairs):
     the kernel flags pending work)."""
     e = engine_factory()
     ps = pairs(300)
-    bufs = [bytearray(16) for _ in ps]
-    for i, ((a, _), buf) in enumerate(zip(ps, bufs)):
-        e.recv(i + 1, a.fileno(), memoryview(buf))
+    bufs = arm_recvs(e, ps, 16)
     assert e.wait(0) == []  # all armed: no data yet
     for i, (_, b) in enumerate(ps):
         b.send(b"%03d" % i)
