@@ -156,7 +156,7 @@ class _Conn:
         "freed",
     )
 
-    fd: int
+    fd: Any  # an int; Any keeps one object that every engine call shares (no boxing per op)
     ref: Any
     strong: Any
     read_head: Optional[OpResult]
@@ -167,7 +167,7 @@ class _Conn:
     eof: bool
     freed: bool
 
-    def __init__(self, fd: int, ref: Any, strong: Any) -> None:
+    def __init__(self, fd: Any, ref: Any, strong: Any) -> None:
         self.fd = fd
         self.ref = ref
         self.strong = strong

@@ -135,7 +135,10 @@ _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
-_Op = Tuple[int, int, int, Any]  # (kind << 32 | fd, arg, length, keepalive)
+# What _ops holds per tag: a swap recv is just its descriptor (the caller's int
+# object, so an idle connection's pending read costs the engine nothing but
+# the dict entry); a recv or send on memory is (kind << 32 | fd, length, cdata).
+_Op = Any
 
 
 def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
@@ -169,7 +172,7 @@ class Engine:
         self._issuer: Optional[int] = None  # thread that enabled the ring
         self._bound = False
         self._affinity: Optional[int] = None
-        self._ops: Dict[Any, _Op] = {}  # tag -> (kind << 32 | fd, arg, length, keepalive)
+        self._ops: Dict[Any, _Op] = {}  # tag -> fd (swap recv) or (kind << 32 | fd, length, cdata)
         self._q = array.array("Q")  # queued SQEs, 4 words each (see build_uring.py)
         self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
         self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
@@ -288,36 +291,36 @@ class Engine:
     def detach(self, fd: int) -> None:
         pass
 
-    # tag is Any in recv/send (an int): the compiled twin then keeps the
-    # caller's int object as the _ops key instead of boxing a new one per op.
-    def recv(self, tag: Any, fd: int, buf: Optional[memoryview]) -> None:
-        op: _Op
+    # tag and fd are Any in recv/send (ints): the compiled twin then keeps the
+    # caller's int objects instead of boxing new ones per op.
+    def recv(self, tag: Any, fd: Any, buf: Optional[memoryview]) -> None:
         if buf is None:
-            op = (_RECV_SELECT << 32 | (fd & _M32), _BGID, self._swap_len, None)
+            self._ops[tag] = fd
             if self._starved or len(self._lent) >= self._nbufs:
-                self._ops[tag] = op
                 self._starved[tag] = None  # queue behind the parked ones
-                return
-        else:
-            keep = self._from_buffer(buf, require_writable=True)
-            op = (_RECV << 32 | (fd & _M32), 0, min(len(keep), 0x7FFFF000), keep)
+            else:
+                self._push(tag, fd)
+            return
+        keep = self._from_buffer(buf, require_writable=True)
+        op = (_RECV << 32 | (fd & _M32), min(len(keep), 0x7FFFF000), keep)
         self._ops[tag] = op
         self._push(tag, op)
 
-    def send(self, tag: Any, fd: int, buf: memoryview) -> None:
+    def send(self, tag: Any, fd: Any, buf: memoryview) -> None:
         keep = self._from_buffer(buf)
-        op = (_SEND << 32 | (fd & _M32), 0, min(len(keep), 0x7FFFF000), keep)
+        op = (_SEND << 32 | (fd & _M32), min(len(keep), 0x7FFFF000), keep)
         self._ops[tag] = op
         self._push(tag, op)
 
     def _push(self, tag: Any, op: _Op) -> None:
         """Queue ``op``'s SQE record; a buffer's cdata goes to _mem, which the
         record indexes (one array per enter instead of an address per op)."""
-        kind_fd, arg, length, keep = op
-        if keep is not None:
-            arg = len(self._mem)
-            self._mem.append(keep)
-        self._q.extend((tag, arg, length, kind_fd))
+        if isinstance(op, int):
+            self._q.extend((tag, _BGID, self._swap_len, _RECV_SELECT << 32 | (op & _M32)))
+            return
+        kind_fd, length, keep = op
+        self._q.extend((tag, len(self._mem), length, kind_fd))
+        self._mem.append(keep)
 
     def cancel(self, tag: int) -> None:
         if tag not in self._ops or tag in self._cancelled:
@@ -403,7 +406,7 @@ class Engine:
                     continue
                 res = again
             mem: Optional[memoryview] = None
-            if op[0] >> 32 == _RECV_SELECT:
+            if isinstance(op, int):  # a swap recv
                 fl = flags[i]
                 if fl & _F_BUFFER:
                     bid = fl >> 16
