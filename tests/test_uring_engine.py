@@ -144,6 +144,18 @@ def test_swap_memory_is_bounded():
         assert entry * count <= max(uring.SWAP_POOL_BYTES, 16 * entry)
 
 
+def test_swap_recv_fills_a_bufsize_over_64k(engine_factory, pairs):
+    # Entries follow bufsize up to SWAP_ENTRY_MAX: a bulk read is not cut at 64 KiB.
+    e = engine_factory(bufsize=256 << 10)
+    (a, b), = pairs()
+    payload = bytes(range(256)) * 400  # 100 KiB, fits the socketpair's buffer
+    b.sendall(payload)
+    e.recv(1, a.fileno(), None)
+    res, data = collect(e, 1)[1]
+    assert 64 << 10 < res <= len(payload)
+    assert data == payload[:res]
+
+
 def test_idle_swap_reads_hold_no_buffer_and_enobufs_requeues(engine_factory, pairs):
     e = engine_factory(bufsize=64, swap_buffers=2)
     ps = pairs(12)
