@@ -184,7 +184,7 @@ class Engine:
         self._cancelled: set = set()
         self._starved: Dict[int, None] = {}  # swap reads parked (-ENOBUFS), FIFO
         self._ready: List[Completion] = []  # completions made without the kernel
-        self._lent = array.array("H")  # buffer ids handed out since the last recycle
+        self._lent: List[int] = []  # buffer ids handed out since the last recycle
         self._woken = False
         self._wake_lock = threading.RLock()
         self._cq_ud = ffi.new("uint64_t[]", CQE_BATCH)
@@ -444,9 +444,10 @@ class Engine:
         for c in self._ready:
             if c[2] is not None:
                 return  # a parked swap result still shows its bytes: not yet
+        ids = array.array("H", lent)  # one conversion per round, not an array call per CQE
         lib.gaio_bufring_add(self._br_ptr, self._nbufs, 0, self._pool_ptr, self._entry,
-                             ffi.from_buffer("uint16_t[]", lent), len(lent))
-        del lent[:]
+                             ffi.from_buffer("uint16_t[]", ids), len(ids))
+        lent.clear()
 
     def _release_starved(self) -> None:
         """Resubmit parked swap reads, no more than there are unlent buffers."""
