@@ -7,10 +7,10 @@ in ``_ops`` until the CQE arrives, so the buffer export pins the memory). For a
 socket the kernel tries the syscall at submit time; on EAGAIN it arms an
 internal poll and retries from *task work* when the socket becomes ready. The
 data copy therefore happens in task-work context of the submitting task, not
-in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one
-``array('Q')`` (4 words per op; a recv's or send's memory is an index into the
-list ``_mem`` of their cdata, which cffi turns into one C array per call) and
-cross into C once per ``wait``: ``gaio_enter`` prepares them, submits (in
+in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one list of
+ints (4 words per op; a recv's or send's memory is an index into the list
+``_mem`` of their cdata, which cffi turns into one C array per call), become one
+``array('Q')`` and cross into C once per ``wait``: ``gaio_enter`` prepares them, submits (in
 chunks when the SQ fills), waits and copies up to 4096 CQEs out.
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
@@ -178,7 +178,9 @@ class Engine:
         self._bound = False
         self._affinity: Optional[int] = None
         self._ops: Dict[Any, _Op] = {}  # tag -> fd (swap recv) or (kind << 32 | fd, length, cdata)
-        self._q = array.array("Q")  # queued SQEs, 4 words each (see build_uring.py)
+        # queued SQEs, 4 words each (see build_uring.py); a list, which the
+        # compiled twin extends natively, made an array('Q') once per enter
+        self._q: List[int] = []
         self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
         self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
         self._cancelled: set = set()
@@ -253,7 +255,7 @@ class Engine:
                 rc = lib.io_uring_enable_rings(self._ring)
                 if rc < 0:
                     raise OSError(-rc, f"io_uring_enable_rings: {os.strerror(-rc)}")
-            self._q[0:0] = array.array("Q", (_WAKE_UD, 0, 0, _POLL << 32 | self._efd))
+            self._q[0:0] = [_WAKE_UD, 0, 0, _POLL << 32 | self._efd]
             if self._affinity is not None:
                 lib.gaio_iowq_aff(self._ring, self._affinity)
         self._issuer = tid
@@ -276,11 +278,11 @@ class Engine:
         os.close(old_barrier)
         self._migrations += 1
         self._new_ring()
-        keep = array.array("Q")
+        keep: List[int] = []
         for i in range(0, len(q), 4):
             if q[i] != _WAKE_UD:
                 keep.extend(q[i:i + 4])
-        self._q = array.array("Q")
+        self._q = []
         for tag in stranded:
             self._requeue(tag)
         self._q.extend(keep)
@@ -356,7 +358,7 @@ class Engine:
             q = self._q
             n = len(q) >> 2
             mem = self._mem
-            got = lib.gaio_enter(self._ring, n, ffi.from_buffer("uint64_t[]", q) if n else ffi.NULL,
+            got = lib.gaio_enter(self._ring, n, ffi.from_buffer("uint64_t[]", array.array("Q", q)) if n else ffi.NULL,
                                  mem if mem else ffi.NULL, wait_ns, CQE_BATCH,
                                  self._cq_ud, self._cq_res, self._cq_flags, self._out)
             taken, err = self._out[0], self._out[1]
