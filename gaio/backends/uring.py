@@ -9,9 +9,10 @@ internal poll and retries from *task work* when the socket becomes ready. The
 data copy therefore happens in task-work context of the submitting task, not
 in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one list of
 ints (4 words per op; a recv's or send's memory is an index into the list
-``_mem`` of their cdata, which cffi turns into one C array per call), become one
-``array('Q')`` and cross into C once per ``wait``: ``gaio_enter`` prepares them, submits (in
-chunks when the SQ fills), waits and copies up to 4096 CQEs out.
+``_mem`` of their cdata, which cffi turns into one C array per call). They
+become one ``array('Q')`` and cross into C once per ``wait``: ``gaio_enter``
+prepares them, submits (in chunks when the SQ fills), waits and copies up to
+4096 CQEs out.
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
 ``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
@@ -358,8 +359,8 @@ class Engine:
             q = self._q
             n = len(q) >> 2
             mem = self._mem
-            got = lib.gaio_enter(self._ring, n, ffi.from_buffer("uint64_t[]", array.array("Q", q)) if n else ffi.NULL,
-                                 mem if mem else ffi.NULL, wait_ns, CQE_BATCH,
+            records = ffi.from_buffer("uint64_t[]", array.array("Q", q)) if n else ffi.NULL
+            got = lib.gaio_enter(self._ring, n, records, mem if mem else ffi.NULL, wait_ns, CQE_BATCH,
                                  self._cq_ud, self._cq_res, self._cq_flags, self._out)
             taken, err = self._out[0], self._out[1]
             if taken:
