@@ -1339,20 +1339,12 @@ def test_past_deadline_read_completes_when_data_ready(w, net):
     assert r.error is None and data_of(r) == b"ready"
 
 
-def test_past_deadline_read_on_fresh_conn_completes_when_data_ready(w, net):
+@pytest.mark.parametrize("swap", [False, True], ids=["user-buffer", "swap-buffer"])
+def test_past_deadline_read_on_fresh_conn_completes_when_data_ready(w, net, swap):
     a, b = net.spair()
     b.sendall(b"ready")
     time.sleep(0.05)
-    w.read_timeout("r", a, bytearray(10), time.monotonic() - 5)
-    r = collect(w, 1)[0]
-    assert r.error is None and data_of(r) == b"ready"
-
-
-def test_past_deadline_swap_read_completes_when_data_ready(w, net):
-    a, b = net.spair()
-    b.sendall(b"ready")
-    time.sleep(0.05)
-    w.read_timeout("r", a, None, time.monotonic() - 5)
+    w.read_timeout("r", a, None if swap else bytearray(10), time.monotonic() - 5)
     r = collect(w, 1)[0]
     assert r.error is None and data_of(r) == b"ready"
 
