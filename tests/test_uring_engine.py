@@ -234,6 +234,29 @@ def test_cancelled_starved_swap_read_completes(engine_factory, pairs):
     assert collect(e, 1) == {2: (ECANCELED, None)}
 
 
+def test_parked_swap_reads_resume_in_order_skipping_cancelled(engine_factory, pairs):
+    """Parked reads are released first come, first served; one cancelled while
+    parked ends at once and never reaches the kernel."""
+    e = engine_factory(bufsize=64, swap_buffers=1)
+    ps = pairs(4)
+    ps[0][1].send(b"x")
+    e.recv(1, ps[0][0].fileno(), None)
+    assert collect(e, 1) == {1: (1, b"x")}  # the only buffer is lent now
+    for tag, (a, b) in zip((2, 3, 4), ps[1:]):
+        b.send(b"%d" % tag)
+        e.recv(tag, a.fileno(), None)
+    assert e.wait(0.05) == []  # all three parked
+    e.cancel(3)
+    order = []
+    end = time.monotonic() + 10
+    while len(order) < 3:
+        assert time.monotonic() < end
+        e.recycle()
+        for tag, res, mem in e.wait(0.5):
+            order.append((tag, res, None if mem is None else bytes(mem)))
+    assert order == [(3, ECANCELED, None), (2, 1, b"2"), (4, 1, b"4")]
+
+
 def test_wake_from_another_thread(engine):
     assert engine.wait(0) == []
     for _ in range(3):
