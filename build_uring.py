@@ -2,12 +2,13 @@
 
 liburing is linked statically (``liburing.a``), so the built extension needs no
 ``liburing.so`` at run time. Only liburing 2.3 API is used. The hot path is two
-calls: :c:func:`gaio_enter` prepares N queued ops, submits them, optionally
-waits, and copies completions out; :c:func:`gaio_reap` copies more completions
-out without a system call. Python thus crosses into C about once per batch.
+calls: :c:func:`gaio_enter` returns used buffers, prepares N queued ops,
+submits them, optionally waits, and copies completions out; :c:func:`gaio_reap`
+copies more completions out without a system call. Python thus crosses into C
+about once per batch.
 cffi releases the GIL around every call; none of these functions touch Python
-objects, only C memory and the raw storage of ``array.array`` buffers that the
-engine owns and no other thread touches meanwhile.
+objects, only C memory (``ffi.new`` arrays, the buffer pool and the buffers of
+queued ops) that the engine owns and no other thread touches meanwhile.
 
 Run ``python build_uring.py`` to build in place (setup.py does it on install).
 """
@@ -16,6 +17,22 @@ import glob
 import os
 
 import cffi
+
+# What gaio_enter works on, set up once per ring: the engine's own C arrays
+# (SQE records in, buffer ids to return, CQEs out) and its buffer ring. Both
+# the cdef and the C source declare it.
+LOOP_STRUCT = """
+struct gaio_loop {
+    struct io_uring *ring;
+    uint64_t *recs;
+    uint16_t *bids;
+    void *br;
+    char *pool;
+    int64_t *cq;
+    unsigned entries, size, cap;
+    int taken, err, overflow;
+};
+"""
 
 CDEF = r"""
 struct io_uring { unsigned flags; int ring_fd; unsigned features; ...; };
@@ -52,10 +69,8 @@ int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bg
 void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigned size,
                       const uint16_t *bids, unsigned n);
 
-unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **mem, long long wait_ns,
-                    unsigned cap, uint64_t *o_ud, int32_t *o_res, uint32_t *o_flags, int *out);
-unsigned gaio_reap(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_res,
-                   uint32_t *o_flags);
+""" + LOOP_STRUCT + r"""unsigned gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns);
+unsigned gaio_reap(struct io_uring *r, unsigned cap, int64_t *cq);
 """
 
 SOURCE = r"""
@@ -76,7 +91,7 @@ SOURCE = r"""
 #define GAIO_CANCEL 3        /* async cancel of user_data arg                 */
 #define GAIO_CANCEL_ALL 4    /* async cancel of everything (CANCEL_ANY)       */
 #define GAIO_POLL 5          /* multishot POLLIN on fd (the wake-up eventfd)  */
-
+""" + LOOP_STRUCT + r"""
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags)
 {
     struct io_uring_params p;
@@ -163,17 +178,17 @@ static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kin
     io_uring_sqe_set_data64(sqe, ud);
 }
 
-unsigned gaio_reap(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_res,
-                   uint32_t *o_flags)
+/* Copy out up to cap CQEs, two words each: user_data, then res * 2**32 + flags
+   (one array that Python unpacks in one call; res = word >> 32 there). */
+unsigned gaio_reap(struct io_uring *r, unsigned cap, int64_t *cq)
 {
     unsigned head, n = 0;
     struct io_uring_cqe *cqe;
     io_uring_for_each_cqe(r, head, cqe) {
         if (n == cap)
             break;
-        o_ud[n] = cqe->user_data;
-        o_res[n] = cqe->res;
-        o_flags[n] = cqe->flags;
+        cq[2 * n] = (int64_t) cqe->user_data;
+        cq[2 * n + 1] = (int64_t) cqe->res * 4294967296LL + (int64_t) cqe->flags;
         n++;
     }
     if (n)
@@ -187,15 +202,14 @@ unsigned gaio_reap(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_
    receives that waited for data); the rest would wait for later enters,
    oldest first, and under load a receive could wait seconds. Bounded: each
    round either finds CQEs or stops. */
-static unsigned gaio_drain(struct io_uring *r, unsigned cap, uint64_t *o_ud, int32_t *o_res,
-                           uint32_t *o_flags)
+static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
 {
-    unsigned got = gaio_reap(r, cap, o_ud, o_res, o_flags);
+    unsigned got = gaio_reap(r, cap, cq);
     while (got < cap && (IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_TASKRUN)) {
         unsigned more;
         if (io_uring_get_events(r) < 0)
             break;
-        more = gaio_reap(r, cap - got, o_ud + got, o_res + got, o_flags + got);
+        more = gaio_reap(r, cap - got, cq + 2 * (size_t) got);
         if (!more)
             break;
         got += more;
@@ -203,20 +217,25 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, uint64_t *o_ud, int
     return got;
 }
 
-/* ops holds n records of 4 words: user_data, arg, length, kind << 32 | fd.
-   arg is, by kind: an index into mem (the memory of a recv or send: the
-   caller passes its buffers' cdata as one array per call, instead of one
-   address per op), the buffer group, or the cancel target.
-   Prepare ops [0, n), submit them (in chunks when the SQ fills), then wait up
-   to wait_ns (<0: forever, 0: not at all) for one completion, and copy up to
-   cap CQEs out. out[0] = ops taken from the arrays, out[1] = 0 or the -errno
-   that stopped submission or waiting (EBUSY/EAGAIN/EINTR/ETIME: try again). */
-unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **mem, long long wait_ns,
-                    unsigned cap, uint64_t *o_ud, int32_t *o_res, uint32_t *o_flags, int *out)
+/* One call per round trip to the kernel. l->recs holds n records of 4 words:
+   user_data, arg, length, kind << 32 | fd. arg is, by kind: an index into mem
+   (the memory of a recv or send: the caller passes its buffers' cdata as one
+   array per call, instead of one address per op), the buffer group, or the
+   cancel target. l->bids holds nb provided-buffer ids the user is done with.
+   Hand those buffers back, prepare ops [0, n), submit them (in chunks when
+   the SQ fills), then wait up to wait_ns (<0: forever, 0: not at all) for one
+   completion, and copy up to l->cap CQEs to l->cq (see gaio_reap). Sets
+   l->taken = ops taken from the records, l->err = 0 or the -errno that stopped
+   submission or waiting (EBUSY/EAGAIN/EINTR/ETIME: try again), l->overflow =
+   completions wait in the kernel's overflow list. */
+unsigned gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns)
 {
+    struct io_uring *r = l->ring;
     const uint64_t *op;
-    unsigned i = 0;
+    unsigned i = 0, got;
     int ret = 0;
+    if (nb)
+        gaio_bufring_add(l->br, l->entries, 0, l->pool, l->size, l->bids, nb);
     while (i < n) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(r);
         if (!sqe) {
@@ -226,12 +245,12 @@ unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **
             ret = 0;
             continue;
         }
-        op = ops + 4 * (size_t) i;
+        op = l->recs + 4 * (size_t) i;
         gaio_prep(r, sqe, (unsigned) (op[3] >> 32), (int) (uint32_t) op[3], op[0], op[1],
                   (uint32_t) op[2], mem);
         i++;
     }
-    out[0] = (int) i;
+    l->taken = (int) i;
     if (ret >= 0) {
         if (wait_ns == 0 || io_uring_cq_ready(r) || io_uring_cq_has_overflow(r)) {
             ret = io_uring_submit_and_get_events(r);
@@ -245,8 +264,10 @@ unsigned gaio_enter(struct io_uring *r, unsigned n, const uint64_t *ops, void **
             ret = io_uring_submit_and_wait_timeout(r, &cqe, 1, &ts, NULL);
         }
     }
-    out[1] = ret < 0 ? ret : 0;
-    return gaio_drain(r, cap, o_ud, o_res, o_flags);
+    l->err = ret < 0 ? ret : 0;
+    got = gaio_drain(r, l->cap, l->cq);
+    l->overflow = io_uring_cq_has_overflow(r);
+    return got;
 }
 """
 

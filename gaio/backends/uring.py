@@ -196,10 +196,7 @@ class Engine:
         self._lent: List[int] = []  # buffer ids handed out since the last recycle
         self._woken = False
         self._wake_lock = threading.RLock()
-        self._cq_ud = ffi.new("uint64_t[]", CQE_BATCH)
-        self._cq_res = ffi.new("int32_t[]", CQE_BATCH)
-        self._cq_flags = ffi.new("uint32_t[]", CQE_BATCH)
-        self._out = ffi.new("int[2]")
+        self._returned: List[int] = []  # buffer ids recycled, handed back by the next enter
         self._entry, self._nbufs = _swap_geometry(bufsize, swap_buffers)
         self._swap_len: Any = self._entry  # one int object for every swap read's record
         self._pool = mmap.mmap(-1, self._entry * self._nbufs)
@@ -207,6 +204,15 @@ class Engine:
         self._pool_view = memoryview(self._pool)
         self._pool_ptr = ffi.from_buffer(self._pool)
         self._br_ptr = ffi.from_buffer(self._br)
+        # gaio_enter's arrays, owned here; its struct points at them
+        self._cq = ffi.new("int64_t[]", 2 * CQE_BATCH)
+        self._bids = ffi.new("uint16_t[]", self._nbufs)
+        self._recs = ffi.new("uint64_t[]", 4 * 256)
+        self._recs_cap = 4 * 256
+        self._loop = ffi.new("struct gaio_loop *")
+        lp = self._loop
+        lp.recs, lp.bids, lp.br, lp.pool, lp.cq = self._recs, self._bids, self._br_ptr, self._pool_ptr, self._cq
+        lp.entries, lp.size, lp.cap = self._nbufs, self._entry, CQE_BATCH
         try:
             self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._new_ring()
@@ -234,6 +240,7 @@ class Engine:
         if rc < 0:
             raise EngineUnavailable(-rc, f"io_uring_queue_init failed: {os.strerror(-rc)}")
         self._ring, self._issuer = ring, None
+        self._loop.ring = ring
         self._bound = bool(flags & lib.IORING_SETUP_DEFER_TASKRUN)
         if not ring.features & lib.IORING_FEAT_NODROP:
             raise EngineUnavailable("kernel lacks IORING_FEAT_NODROP (needs Linux 5.5+)")
@@ -249,6 +256,7 @@ class Engine:
         if rc < 0:
             raise EngineUnavailable(f"provided buffer ring unsupported (Linux 5.19+): {os.strerror(-rc)}")
         lent = set(self._lent)
+        self._returned.clear()  # (the reset below hands every unlent buffer back)
         free = array.array("H", [b for b in range(self._nbufs) if b not in lent])
         lib.gaio_bufring_add(self._br_ptr, self._nbufs, 1, self._pool_ptr, self._entry,
                              ffi.from_buffer("uint16_t[]", free), len(free))
@@ -270,10 +278,10 @@ class Engine:
     def _migrate(self) -> None:
         """Move to a new ring (see the module docstring: the old CQ is frozen)."""
         old, old_barrier = self._ring, self._barrier_fd
-        got = lib.gaio_reap(old, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags)
+        got = lib.gaio_reap(old, CQE_BATCH, self._cq)
         while got:
             self._process(got, self._ready)
-            got = lib.gaio_reap(old, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags)
+            got = lib.gaio_reap(old, CQE_BATCH, self._cq)
         q = self._q
         queued = set(q[0::4])
         starved = self._starved
@@ -361,25 +369,39 @@ class Engine:
         if out:
             wait_ns = 0
         blocking = wait_ns != 0
+        lp = self._loop
         for _ in range(64):  # more than once only on a full SQ/CQ or a long queue
             q = self._q
-            n = len(q) >> 2
+            nq = len(q)
+            if nq:
+                if nq > self._recs_cap:
+                    self._grow_records(nq)
+                # one conversion into C per enter: a slice assignment costs
+                # about 26 ns a word, array() + memmove about 250 ns + 6 a word
+                if nq <= 16:
+                    self._recs[0:nq] = q
+                else:
+                    ffi.memmove(self._recs, array.array("Q", q), nq * 8)
+            returned = self._returned
+            nb = len(returned)
+            if nb:
+                if nb <= 16:
+                    self._bids[0:nb] = returned
+                else:
+                    ffi.memmove(self._bids, array.array("H", returned), nb * 2)
+                returned.clear()
             mem = self._mem
-            records = ffi.from_buffer("uint64_t[]", array.array("Q", q)) if n else ffi.NULL
-            got = lib.gaio_enter(self._ring, n, records, mem if mem else ffi.NULL, wait_ns, CQE_BATCH,
-                                 self._cq_ud, self._cq_res, self._cq_flags, self._out)
-            taken, err = self._out[0], self._out[1]
+            got = lib.gaio_enter(lp, nq >> 2, nb, mem if mem else ffi.NULL, wait_ns)
+            taken = lp.taken
             if taken:
                 del q[:taken * 4]
                 if not q:
                     mem.clear()  # (left whole otherwise: the rest of q indexes it)
             while got:
                 self._process(got, out)
-                got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq_ud, self._cq_res, self._cq_flags) \
-                    if got == CQE_BATCH else 0
-            if not (self._q or err in (-errno.EBUSY, -errno.EAGAIN, -errno.EBADR)):
-                if not lib.gaio_overflow(self._ring):
-                    break
+                got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq) if got == CQE_BATCH else 0
+            if not (self._q or lp.err in (-errno.EBUSY, -errno.EAGAIN, -errno.EBADR) or lp.overflow):
+                break
             wait_ns = 0
         if blocking:
             # A signal may have ended the wait (liburing reports no EINTR when
@@ -394,17 +416,17 @@ class Engine:
 
     def _process(self, n: int, out: List[Completion]) -> None:
         ops, cancelled = self._ops, self._cancelled
-        # typed lists: the compiled twin then compares and shifts machine ints
-        uds: List[int] = ffi.unpack(self._cq_ud, n)
-        results: List[int] = ffi.unpack(self._cq_res, n)
-        flags: List[int] = ffi.unpack(self._cq_flags, n)
-        for i in range(n):
-            ud = uds[i]
-            res = results[i]
+        # one list of 2n ints (see gaio_reap); typed, so that the compiled
+        # twin compares and shifts machine ints
+        cq: List[int] = ffi.unpack(self._cq, 2 * n)
+        for i in range(0, 2 * n, 2):
+            ud = cq[i]
+            word = cq[i + 1]
+            res = word >> 32  # floor shift: negative results come out right
             if ud >= _INTERNAL:
                 if ud == _WAKE_UD:
                     self._woken = False  # that write is seen: the next wake() must write again
-                    if not flags[i] & _F_MORE and not self._closing:
+                    if not word & _F_MORE and not self._closing:
                         self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
                 elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
                     for tag in list(ops):
@@ -421,7 +443,7 @@ class Engine:
                 res = again
             mem: Optional[memoryview] = None
             if isinstance(op, int):  # a swap recv
-                fl = flags[i]
+                fl = word & _M32
                 if fl & _F_BUFFER:
                     bid = fl >> 16
                     self._lent.append(bid)  # the whole buffer is ours until recycle()
@@ -453,10 +475,21 @@ class Engine:
         for c in self._ready:
             if c[2] is not None:
                 return  # a parked swap result still shows its bytes: not yet
-        ids = array.array("H", lent)  # one conversion per round, not an array call per CQE
-        lib.gaio_bufring_add(self._br_ptr, self._nbufs, 0, self._pool_ptr, self._entry,
-                             ffi.from_buffer("uint16_t[]", ids), len(ids))
-        lent.clear()
+        # The next enter hands them to the kernel, before it submits anything
+        # (so _release_starved may count them as free already).
+        if self._returned:
+            self._returned.extend(lent)
+            lent.clear()
+        else:
+            self._lent, self._returned = self._returned, lent
+
+    def _grow_records(self, words: int) -> None:
+        cap = self._recs_cap
+        while cap < words:
+            cap *= 2
+        self._recs = ffi.new("uint64_t[]", cap)
+        self._recs_cap = cap
+        self._loop.recs = self._recs
 
     def _park(self, tag: Any) -> None:
         self._starved.add(tag)
