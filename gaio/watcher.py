@@ -17,9 +17,10 @@ How a request travels:
    stream socket in any order) and lets ``read_full`` and partial writes go on
    where they stopped.
 
-Memory safety: an op in flight is in ``_in_flight`` (tag -> op), and the op
-holds the user's buffer and the memoryview given to the engine. Only the
-engine's completion for that tag removes it. A deadline or ``free`` asks the
+Memory safety: an op in flight is the engine's token for it, held by the
+engine until its completion is returned, and the op holds the user's buffer
+and the memoryview given to the engine. An op is at the engine exactly while
+it is its connection's ``read_head``/``write_head``. A deadline or ``free`` asks the
 engine to cancel; the op still completes only when the engine says so, with
 whatever it moved (bytes that raced a deadline are delivered, never dropped).
 
@@ -105,7 +106,6 @@ class OpResult:
         "_need",  # bytes to move before completing: 0 for read, the buffer's size otherwise
         "_deadline",  # absolute time.monotonic() seconds, or None
         "_timer",  # its entry in the deadline heap, cleared when the op is done
-        "_tag",  # engine tag while in flight, else 0
         "_cancel_error",  # error class to deliver once a requested cancel lands
         "_done",
     )
@@ -122,7 +122,6 @@ class OpResult:
     _need: int
     _deadline: Optional[float]
     _timer: Optional[list]
-    _tag: int
     _cancel_error: Optional[type]
     _done: bool
 
@@ -268,7 +267,7 @@ class Watcher:
         # Guarded by _lock: what other threads hand to the loop.
         self._pending: List[OpResult] = []
         self._frees: List[_Conn] = []
-        # Keys typed Any here and in _in_flight: the compiled twin then keeps
+        # Keys typed Any: the compiled twin then keeps
         # the one int object it made, instead of boxing a new one per container
         # (32 bytes each, per idle connection).
         self._conns: Dict[Any, _Conn] = {}
@@ -279,8 +278,7 @@ class Watcher:
         # Appended to by weakref callbacks, which must never take _lock.
         self._dropped: Deque[_Conn] = collections.deque()
         # Owned by the thread running wait_io.
-        self._in_flight: Dict[Any, OpResult] = {}
-        self._next_tag = 1
+        self._at_engine = 0  # ops the engine holds (keeps the deadline heap compact)
         # [deadline, seq, op or None]: a done op leaves its entry (lazy deletion)
         # but not itself, so the heap never keeps a conn alive.
         self._deadlines: List[list] = []
@@ -383,7 +381,6 @@ class Watcher:
         op._need = need
         op._deadline = deadline
         op._timer = None
-        op._tag = 0
         op._cancel_error = None
         op._done = False
         with self._lock:
@@ -524,7 +521,6 @@ class Watcher:
         engine.recycle()  # last call's swap buffers are the user's no more
         end = None if timeout is None else _monotonic() + timeout
         results = self._results  # refilled below; handed over (and replaced) on return
-        in_flight = self._in_flight
         while True:
             with self._lock:
                 if self._closed:
@@ -569,11 +565,9 @@ class Watcher:
                 raise PollerClosedError(f"the {engine.name} engine failed under wait_io: {exc}") from exc
             finally:
                 self._sleeping = False
-            for tag, res, mem in completions:
-                op = in_flight.get(tag)
-                if op is not None:
-                    del in_flight[tag]
-                    self._complete(op, res, mem)
+            self._at_engine -= len(completions) // 3
+            for i in range(0, len(completions), 3):  # token (the op), res, mem
+                self._complete(completions[i], completions[i + 1], completions[i + 2])
             if self._deadlines and self._deadlines[0][0] <= _monotonic():
                 self._expire_deadlines()
             if results or (end is not None and _monotonic() >= end):
@@ -622,24 +616,18 @@ class Watcher:
 
     def _start_read(self, st: _Conn, op: OpResult) -> None:
         st.read_head = op
-        tag: Any = self._next_tag  # one int object: the in-flight key and the engine's
-        self._next_tag += 1
-        op._tag = tag
-        self._in_flight[tag] = op
+        self._at_engine += 1
         view = op._view
         if op.size and view is not None:
             view = view[op.size :]  # read_full: the rest of the buffer
-        self._engine_recv(tag, st.fd, view)
+        self._engine_recv(op, st.fd, view)
 
     def _start_write(self, st: _Conn, op: OpResult) -> None:
         st.write_head = op
-        tag: Any = self._next_tag
-        self._next_tag += 1
-        op._tag = tag
-        self._in_flight[tag] = op
+        self._at_engine += 1
         view = op._view
         assert view is not None  # writes always have one
-        self._engine_send(tag, st.fd, view[op.size :] if op.size else view)
+        self._engine_send(op, st.fd, view[op.size :] if op.size else view)
 
     def _next_read(self, st: _Conn) -> None:
         queue = st.reads
@@ -667,7 +655,6 @@ class Watcher:
         """Turn the engine's completion of ``op`` into a result, or go on."""
         st = op._conn_state
         assert st is not None  # only ops refused at submission lack one, and they never reach the engine
-        op._tag = 0
         if res > 0 and op._cancel_error is None and not st.freed:
             # the common case, kept short: bytes moved, nothing cancelled
             size = op.size = op.size + res
@@ -752,14 +739,16 @@ class Watcher:
             op = _heappop(heap)[2]
             if op is None or op._cancel_error is not None:
                 continue  # done already, or its cancel is under way
-            if op._tag:  # at the engine: ask it to stop; it completes later
+            st = op._conn_state
+            assert st is not None  # (ops refused at submission never get a timer)
+            if st.read_head is op or st.write_head is op:  # at the engine: ask it to stop
                 op._cancel_error = DeadlineError
-                self._engine.cancel(op._tag)
+                self._engine.cancel(st.fd, op.operation is _WRITE)  # it completes later
             else:  # still queued behind another op: fails now, moved nothing
                 self._finish(op, DeadlineError("operation exceeded deadline"))
         # Completed ops leave their entries behind; keep the heap from growing
         # without bound when deadlines are far and ops are fast.
-        if len(heap) > 1024 and len(heap) > 4 * len(self._in_flight):
+        if len(heap) > 1024 and len(heap) > 4 * self._at_engine:
             self._deadlines = [e for e in heap if e[2] is not None]
             heapq.heapify(self._deadlines)
 
@@ -770,7 +759,7 @@ class Watcher:
         for op in (st.read_head, st.write_head):
             if op is not None and op._cancel_error is None:
                 op._cancel_error = ConnClosedError
-                self._engine.cancel(op._tag)
+                self._engine.cancel(st.fd, op.operation is _WRITE)
         self._release_if_idle(st, locked)
 
     def _fail_queued(self, queue: Optional[Deque[OpResult]]) -> None:
@@ -863,7 +852,7 @@ class Watcher:
             return
         try:
             # The engine returns only once the kernel is done with every buffer;
-            # until then _in_flight keeps them referenced.
+            # until then it holds their ops (its tokens), which hold them.
             self._engine.close()
         finally:
             for st in list(self._conns.values()) + list(self._closing.values()) + self._frees:
@@ -871,7 +860,7 @@ class Watcher:
                 self._close_fd(st)
             self._closing.clear()
             self._conns.clear()
-            self._in_flight.clear()
+            self._at_engine = 0
             self._pending.clear()
             self._frees.clear()
             self._dropped.clear()

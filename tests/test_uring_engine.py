@@ -68,6 +68,12 @@ def pairs():
         b.close()
 
 
+def triples(flat):
+    """An engine's completions (a flat list: token, res, mem, ...) as tuples."""
+    assert len(flat) % 3 == 0
+    return [tuple(flat[i : i + 3]) for i in range(0, len(flat), 3)]
+
+
 def collect(engine, want, timeout=10.0, recycle=False):
     """Wait until ``want`` completions arrived; returns {tag: (res, bytes or None)}."""
     got = {}
@@ -76,7 +82,7 @@ def collect(engine, want, timeout=10.0, recycle=False):
         assert time.monotonic() < end, f"only {len(got)} of {want} completions"
         if recycle:
             engine.recycle()
-        for tag, res, mem in engine.wait(0.5):
+        for tag, res, mem in triples(engine.wait(0.5)):
             assert tag not in got, f"tag {tag} completed twice"
             got[tag] = (res, None if mem is None else bytes(mem))
     return got
@@ -123,7 +129,7 @@ def test_swap_recv_is_exact_view_until_recycle(engine, pairs):
     (a, b), = pairs()
     engine.recv(1, a.fileno(), None)
     b.send(b"swap!")
-    out = engine.wait(5)
+    out = triples(engine.wait(5))
     assert len(out) == 1
     tag, res, mem = out[0]
     assert (tag, res) == (1, 5) and isinstance(mem, memoryview)
@@ -170,7 +176,7 @@ def test_idle_swap_reads_hold_no_buffer_and_enobufs_requeues(engine_factory, pai
     while len(got) < len(ps):
         assert time.monotonic() < end
         e.recycle()
-        out = e.wait(0.5)
+        out = triples(e.wait(0.5))
         waits += 1
         assert len(out) <= 2  # never more buffers out than the ring has
         for tag, res, mem in out:
@@ -198,16 +204,16 @@ def test_cancel_without_data(engine, pairs):
     buf = bytearray(8)
     engine.recv(7, a.fileno(), memoryview(buf))
     assert engine.wait(0.01) == []
-    engine.cancel(7)
-    engine.cancel(7)  # twice is harmless
-    engine.cancel(12345)  # unknown tags are ignored
+    engine.cancel(a.fileno(), False)
+    engine.cancel(a.fileno(), False)  # twice is harmless
+    engine.cancel(a.fileno(), True)  # no send there: ignored
     assert collect(engine, 1) == {7: (ECANCELED, None)}
 
 
 def test_cancel_in_same_batch_and_swap(engine, pairs):
     (a, _), = pairs()
     engine.recv(1, a.fileno(), None)
-    engine.cancel(1)
+    engine.cancel(a.fileno(), False)
     assert collect(engine, 1) == {1: (ECANCELED, None)}
 
 
@@ -216,7 +222,7 @@ def test_cancel_raced_by_data_reports_data(engine, pairs):
     buf = bytearray(8)
     b.send(b"raced")
     engine.recv(3, a.fileno(), memoryview(buf))
-    engine.cancel(3)  # same batch: the recv finds data at once, cancel finds nothing
+    engine.cancel(a.fileno(), False)  # same batch: the recv finds data at once, cancel finds nothing
     assert collect(engine, 1) == {3: (5, None)}
     assert bytes(buf[:5]) == b"raced"
 
@@ -230,7 +236,7 @@ def test_cancelled_starved_swap_read_completes(engine_factory, pairs):
     e.recv(2, a2.fileno(), None)
     b2.send(b"y")
     assert e.wait(0.1) == []  # -ENOBUFS: parked
-    e.cancel(2)
+    e.cancel(a2.fileno(), False)
     assert collect(e, 1) == {2: (ECANCELED, None)}
 
 
@@ -246,13 +252,13 @@ def test_parked_swap_reads_resume_in_order_skipping_cancelled(engine_factory, pa
         b.send(b"%d" % tag)
         e.recv(tag, a.fileno(), None)
     assert e.wait(0.05) == []  # all three parked
-    e.cancel(3)
+    e.cancel(ps[2][0].fileno(), False)
     order = []
     end = time.monotonic() + 10
     while len(order) < 3:
         assert time.monotonic() < end
         e.recycle()
-        for tag, res, mem in e.wait(0.5):
+        for tag, res, mem in triples(e.wait(0.5)):
             order.append((tag, res, None if mem is None else bytes(mem)))
     assert order == [(3, ECANCELED, None), (2, 1, b"2"), (4, 1, b"4")]
 
@@ -344,14 +350,14 @@ def test_thread_change_between_calls(engine, pairs):
         b.send(b"n%d" % n)
         t.join()
         assert results == [{10 + n: (2, None)}]
-    engine.cancel(99)
+    engine.cancel(b.fileno(), False)  # nothing there: ignored
 
 
 def test_thread_change_keeps_cancel(engine, pairs):
     (a, _), = pairs()
     engine.recv(1, a.fileno(), memoryview(bytearray(4)))
     engine.wait(0)
-    engine.cancel(1)  # queued, not yet submitted, then another thread drives
+    engine.cancel(a.fileno(), False)  # queued, not yet submitted, then another thread drives
     out = []
     t = threading.Thread(target=lambda: out.append(collect(engine, 1)))
     t.start()
@@ -503,7 +509,7 @@ def test_one_wait_returns_every_receive_that_got_data(engine_factory, pairs):
         b.send(b"%03d" % i)
     time.sleep(0.2)  # every wake-up has queued its task work by now
     out = e.wait(1)
-    assert sorted(tag for tag, _, _ in out) == list(range(1, len(ps) + 1))
+    assert sorted(tag for tag, _, _ in triples(out)) == list(range(1, len(ps) + 1))
     assert all(bytes(buf[:3]) == b"%03d" % i for i, buf in enumerate(bufs))
 
 
@@ -537,7 +543,7 @@ def test_swap_result_parked_by_a_raising_handler_keeps_its_buffer(engine_factory
     b2.send(b"SECOND")
     time.sleep(0.05)
     out = e.wait(1)
-    assert [(tag, res, bytes(mem)) for tag, res, mem in out] == [(1, 5, b"first")]
+    assert [(tag, res, bytes(mem)) for tag, res, mem in triples(out)] == [(1, 5, b"first")]
     e.recycle()
     assert collect(e, 1) == {2: (6, b"SECOND")}
 

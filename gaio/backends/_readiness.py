@@ -46,7 +46,7 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from .base import Completion
+from .base import Completions
 
 _ECANCELED = -errno.ECANCELED
 _readv = os.readv
@@ -66,18 +66,16 @@ class ReadinessEngine(ABC):
         self._swap = memoryview(bytearray(bufsize))
         self._swap_used = 0
         self._min_room = min(bufsize, MIN_SWAP_ROOM)
-        # fd -> (tag, memoryview or None for swap); one slot per direction.
-        # Tags and fds are Any-typed where they are stored (here, and the
-        # parameters of recv/send/_park_recv): the compiled twin then keeps
-        # the caller's int objects instead of boxing new ones for each
-        # container (32 bytes each, per idle connection).
+        # fd -> (token, memoryview or None for swap); one slot per direction,
+        # which is also how cancel() finds an op. Fds are Any-typed where they
+        # are stored (here, and the parameters of recv/send/_park_recv): the
+        # compiled twin then keeps the caller's int objects instead of boxing
+        # new ones for each container (32 bytes each, per idle connection).
         self._parked_recv: Dict[Any, Tuple[Any, Optional[memoryview]]] = {}
         self._parked_send: Dict[Any, Tuple[Any, memoryview]] = {}
-        # tag -> fd, for cancel(); only parked operations are listed.
-        self._parked_tags: Dict[Any, Any] = {}
         # fds whose swap receive awaits room in the region, oldest first
         self._starved: Dict[int, None] = {}
-        self._done: List[Completion] = []
+        self._done: Completions = []  # token, res, mem, token, ...
         # descriptors known to be drained (see the module docstring)
         self._drained_recv: Set[Any] = set()
         self._drained_send: Set[Any] = set()
@@ -118,41 +116,35 @@ class ReadinessEngine(ABC):
         except OSError:
             pass  # already gone (closed behind our back): nothing to undo
 
-    def recv(self, tag: Any, fd: Any, buf: Optional[memoryview]) -> None:
+    def recv(self, token: Any, fd: Any, buf: Optional[memoryview]) -> None:
         if fd in self._drained_recv:
-            self._park_recv(tag, fd, buf)  # nothing there: wait for the edge
+            self._parked_recv[fd] = (token, buf)  # nothing there: wait for the edge
             return
         if buf is None:
             # Swap receives take turns: while any is starved, a new one queues
             # behind it, or busy connections would fill the region every cycle
             # and the starved ones would never get a turn.
             if self._starved or len(self._swap) - self._swap_used < self._min_room:
-                self._park_recv(tag, fd, None)
+                self._parked_recv[fd] = (token, None)
                 self._starved[fd] = None
                 return
-            done = self._recv_swap(tag, fd)
+            done = self._recv_swap(token, fd)
         else:
-            done = self._recv_into(tag, fd, buf)
+            done = self._recv_into(token, fd, buf)
         if not done:
-            self._park_recv(tag, fd, buf)
+            self._parked_recv[fd] = (token, buf)
 
-    def send(self, tag: Any, fd: Any, buf: memoryview) -> None:
-        if fd in self._drained_send or not self._send(tag, fd, buf):
-            self._parked_send[fd] = (tag, buf)
-            self._parked_tags[tag] = fd
+    def send(self, token: Any, fd: Any, buf: memoryview) -> None:
+        if fd in self._drained_send or not self._send(token, fd, buf):
+            self._parked_send[fd] = (token, buf)
 
-    def cancel(self, tag: int) -> None:
-        fd = self._parked_tags.pop(tag, None)
-        if fd is None:
-            return  # completed already (its completion is queued) or unknown
-        entry = self._parked_recv.get(fd)
-        if entry is not None and entry[0] == tag:
-            del self._parked_recv[fd]
-        else:
-            del self._parked_send[fd]
-        self._done.append((tag, _ECANCELED, None))
+    def cancel(self, fd: Any, send: bool) -> None:
+        entry = (self._parked_send if send else self._parked_recv).pop(fd, None)
+        if entry is None:
+            return  # completed already (its completion is queued), or none
+        self._done.extend((entry[0], _ECANCELED, None))
 
-    def wait(self, timeout: Optional[float]) -> List[Completion]:
+    def wait(self, timeout: Optional[float]) -> Completions:
         if self._starved and len(self._swap) - self._swap_used >= self._min_room:
             self._retry_starved()
         if self._done:
@@ -164,23 +156,21 @@ class ReadinessEngine(ABC):
                 self._drained_recv.discard(fd)
                 entry = self._parked_recv.get(fd)
                 if entry is not None:
-                    tag, buf = entry
+                    token, buf = entry
                     if buf is None:
                         if len(self._swap) - self._swap_used < self._min_room:
                             self._starved[fd] = None
                             continue
-                        done = self._recv_swap(tag, fd)
+                        done = self._recv_swap(token, fd)
                     else:
-                        done = self._recv_into(tag, fd, buf)
+                        done = self._recv_into(token, fd, buf)
                     if done:
                         del self._parked_recv[fd]
-                        del self._parked_tags[tag]
             if writable:
                 self._drained_send.discard(fd)
                 entry = self._parked_send.get(fd)
                 if entry is not None and self._send(entry[0], fd, entry[1]):
                     del self._parked_send[fd]
-                    del self._parked_tags[entry[0]]
         out, self._done = self._done, []
         return out
 
@@ -189,8 +179,9 @@ class ReadinessEngine(ABC):
         # processed the last batch) sits in _done, pointing into the region, and
         # is not the user's yet: reusing the region now would overwrite it. Keep
         # the region one more cycle; starved receives wait for the next one.
-        for _tag, _res, mem in self._done:
-            if mem is not None:
+        done = self._done
+        for i in range(2, len(done), 3):
+            if done[i] is not None:
                 return
         self._swap_used = 0
 
@@ -207,7 +198,6 @@ class ReadinessEngine(ABC):
         # references, dropped here.
         self._parked_recv.clear()
         self._parked_send.clear()
-        self._parked_tags.clear()
         self._starved.clear()
         self._done.clear()
         self._drained_recv.clear()
@@ -216,11 +206,7 @@ class ReadinessEngine(ABC):
         self._close_poller()
 
     # -- helpers ----------------------------------------------------------------
-    def _park_recv(self, tag: Any, fd: Any, buf: Optional[memoryview]) -> None:
-        self._parked_recv[fd] = (tag, buf)
-        self._parked_tags[tag] = fd
-
-    def _recv_into(self, tag: Any, fd: Any, buf: memoryview) -> bool:
+    def _recv_into(self, token: Any, fd: Any, buf: memoryview) -> bool:
         try:
             n = _readv(fd, (buf,))
         except BlockingIOError:
@@ -230,10 +216,16 @@ class ReadinessEngine(ABC):
             n = -(exc.errno or errno.EIO)
         if 0 < n < len(buf) and fd not in self._hung_up:
             self._drained_recv.add(fd)  # emptied (EOF and errors are final instead)
-        self._done.append((tag, n, None))
+        self._complete(token, n, None)
         return True
 
-    def _recv_swap(self, tag: Any, fd: Any) -> bool:
+    def _complete(self, token: Any, res: int, mem: Optional[memoryview]) -> None:
+        done = self._done
+        done.append(token)  # three appends: no tuple per completion
+        done.append(res)
+        done.append(mem)
+
+    def _recv_swap(self, token: Any, fd: Any) -> bool:
         used = self._swap_used
         try:
             n = _readv(fd, (self._swap[used:],))
@@ -241,18 +233,18 @@ class ReadinessEngine(ABC):
             self._drained_recv.add(fd)
             return False
         except OSError as exc:
-            self._done.append((tag, -(exc.errno or errno.EIO), None))
+            self._complete(token, -(exc.errno or errno.EIO), None)
             return True
         if n > 0:
             if n < len(self._swap) - used and fd not in self._hung_up:
                 self._drained_recv.add(fd)
             self._swap_used = used + n
-            self._done.append((tag, n, self._swap[used : used + n]))
+            self._complete(token, n, self._swap[used : used + n])
         else:
-            self._done.append((tag, n, None))
+            self._complete(token, n, None)
         return True
 
-    def _send(self, tag: Any, fd: Any, buf: memoryview) -> bool:
+    def _send(self, token: Any, fd: Any, buf: memoryview) -> bool:
         try:
             n = _write(fd, buf)
         except BlockingIOError:
@@ -265,7 +257,7 @@ class ReadinessEngine(ABC):
             n = -(exc.errno or errno.EIO)
         if 0 <= n < len(buf):  # short write: the buffer is full; an error is final
             self._drained_send.add(fd)
-        self._done.append((tag, n, None))
+        self._complete(token, n, None)
         return True
 
     def _retry_starved(self) -> None:
@@ -279,4 +271,3 @@ class ReadinessEngine(ABC):
                 continue  # cancelled meanwhile
             if self._recv_swap(entry[0], fd):
                 del self._parked_recv[fd]
-                del self._parked_tags[entry[0]]

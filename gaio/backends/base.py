@@ -1,7 +1,9 @@
 """The engine interface: the one seam between the front end and the kernel.
 
 An engine moves bytes and nothing else. It knows no deadlines, no contexts, no
-``OpResult``, no connection objects: only descriptors, memory and integer tags.
+``OpResult``, no connection objects: only descriptors, memory and tokens (an
+object the front end passes with each operation and gets back, untouched, with
+its completion).
 The front end (``gaio.watcher``) owns every semantic of the public contract and
 drives an engine through the small completion-based protocol below, so that a
 readiness facility (epoll, kqueue) and a completion facility (io_uring) look the
@@ -12,22 +14,24 @@ Rules every engine relies on, and the front end guarantees:
 * All methods but :meth:`Engine.wake` are called by one thread at a time (the
   thread running ``wait_io``, or the thread tearing the watcher down). That thread
   may change between calls; engines that bind to a thread must cope.
-* At most one receive and at most one send are outstanding per descriptor.
-* A tag is a fresh integer for every ``recv``/``send``; it is never reused while
-  its completion is outstanding.
-* The memory passed to ``recv``/``send`` stays referenced by the front end until
-  that tag's completion has been returned by :meth:`Engine.wait` (or until
-  :meth:`Engine.close` has returned).
+* At most one receive and at most one send are outstanding per descriptor, so
+  ``(fd, direction)`` names an operation: that is what :meth:`Engine.cancel`
+  takes, and only for an operation whose completion it has not yet returned.
+* The memory passed to ``recv``/``send`` stays referenced (by the token) until
+  that operation's completion has been returned by :meth:`Engine.wait` (or
+  until :meth:`Engine.close` has returned); the engine holds the token until
+  then.
 * ``detach(fd)`` is called only when no operation on ``fd`` is outstanding, and
   the front end closes ``fd`` right after it.
 
 What engines promise in return:
 
-* Every ``recv``/``send`` produces exactly one completion ``(tag, res, mem)``,
+* Every ``recv``/``send`` produces exactly one completion ``token, res, mem``,
   where ``res`` is a byte count (``>= 0``; 0 on a receive means end of stream) or
   ``-errno``. ``mem`` is ``None`` unless the receive asked for engine memory, in
   which case it is a ``memoryview`` of exactly ``res`` bytes, valid until the next
-  :meth:`Engine.recycle`.
+  :meth:`Engine.recycle`. :meth:`Engine.wait` returns completions as one flat
+  list, three entries each (no tuple per completion).
 * A completion may report fewer bytes than asked for; continuing is the front
   end's job.
 * :meth:`Engine.cancel` is a request. The operation still completes exactly once,
@@ -38,12 +42,13 @@ What engines promise in return:
 from __future__ import annotations
 
 import errno
-from typing import Callable, ClassVar, List, Optional, Protocol, Tuple
+from typing import Any, Callable, ClassVar, List, Optional, Protocol
 
 from ..errors import GaioError
 
-#: One completion: (tag, bytes moved or -errno, engine memory or None).
-Completion = Tuple[int, int, Optional[memoryview]]
+#: What :meth:`Engine.wait` returns: token, bytes moved or -errno, engine
+#: memory or None; then the next completion's three, and so on.
+Completions = List[Any]
 
 
 #: A probe raises OSError with one of these (instead of returning a reason)
@@ -77,17 +82,18 @@ class Engine(Protocol):
     def detach(self, fd: int) -> None:
         """Stop watching ``fd``; nothing is outstanding on it."""
 
-    def recv(self, tag: int, fd: int, buf: Optional[memoryview]) -> None:
+    def recv(self, token: Any, fd: int, buf: Optional[memoryview]) -> None:
         """Receive into ``buf`` (a writable byte memoryview), or into engine memory
         when ``buf`` is None. Completes once at least one byte, EOF or an error."""
 
-    def send(self, tag: int, fd: int, buf: memoryview) -> None:
+    def send(self, token: Any, fd: int, buf: memoryview) -> None:
         """Send from ``buf``; completes once some bytes moved, or on error."""
 
-    def cancel(self, tag: int) -> None:
-        """Ask for the operation ``tag`` to end soon. Unknown tags are ignored."""
+    def cancel(self, fd: int, send: bool) -> None:
+        """Ask for the send (``send``) or the receive outstanding on ``fd`` to
+        end soon. Ignored when there is none."""
 
-    def wait(self, timeout: Optional[float]) -> List[Completion]:
+    def wait(self, timeout: Optional[float]) -> Completions:
         """Start what was queued, then wait up to ``timeout`` seconds (None: no
         limit, 0: poll) for completions or a :meth:`wake`. May return []."""
 

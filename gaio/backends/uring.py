@@ -43,12 +43,21 @@ user: no round resubmits thousands of reads to fail again, and no loop spins
 many small reads. Measured here on 6.18 they cost more kernel time than they
 saved, 12.3-12.7 vs 11.8-12.0 us per message at c5k, so whole buffers stay.)
 
-**Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the tag (``CQE_SKIP_SUCCESS``; failure
-CQEs are ignored). It is only a request: the target still posts its own CQE,
-with ``-ECANCELED`` or with the bytes it moved when the data won the race; that
-is what we report. Our internal user_data (cancel, wake) have bit 61 set (tags
-count up from 1 and never get there; below 2**62 they stay machine ints in
-the compiled twin).
+**Naming ops.** An op's user_data is ``kind << 32 | fd``: the front end keeps
+at most one receive and one send outstanding per descriptor, so that names it,
+and ``cancel(fd, send)`` finds it again. The engine's one table, ``_ops``, maps
+it to the front end's token (a swap receive) or to ``(token, length, cdata)``;
+the token holds the caller's memory, and the table holds the token until its
+completion is returned. Our internal user_data (cancel, wake) have bit 61 set,
+above any ``kind << 32 | fd``.
+
+**Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the user_data (``CQE_SKIP_SUCCESS``;
+failure CQEs are ignored). It is only a request: the target still posts its own
+CQE, with ``-ECANCELED`` or with the bytes it moved when the data won the race;
+that is what we report. A later op on the same descriptor reuses the user_data,
+but never meets a stale cancel: the front end cancels only ops whose
+completion it has not seen, so the cancel is queued before any successor, and
+the kernel runs SQEs in order (a cancel that finds its target done fails).
 
 **Thread binding.** ``SINGLE_ISSUER|DEFER_TASKRUN`` make completions cheap: all
 task work (the recv copy, CQE posting) runs only when the issuer thread waits in
@@ -105,7 +114,7 @@ import select
 import threading
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
-from .base import TRANSIENT_ERRNOS, Completion, EngineUnavailable, run_signal_handlers
+from .base import TRANSIENT_ERRNOS, EngineUnavailable, run_signal_handlers
 
 try:
     from .._uring import ffi, lib
@@ -142,9 +151,9 @@ _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
-# What _ops holds per tag: a swap recv is just its descriptor (the caller's int
-# object, so an idle connection's pending read costs the engine nothing but
-# the dict entry); a recv or send on memory is (kind << 32 | fd, length, cdata).
+# What _ops holds per user_data: a swap recv is just its token (so an idle
+# connection's pending read costs the engine nothing but the dict entry and its
+# key); a recv or send on memory is (token, length, cdata).
 _Op = Any
 
 
@@ -179,7 +188,7 @@ class Engine:
         self._issuer: Optional[int] = None  # thread that enabled the ring
         self._bound = False
         self._affinity: Optional[int] = None
-        self._ops: Dict[Any, _Op] = {}  # tag -> fd (swap recv) or (kind << 32 | fd, length, cdata)
+        self._ops: Dict[Any, _Op] = {}  # kind << 32 | fd -> token (swap recv) or (token, length, cdata)
         # queued SQEs, 4 words each (see build_uring.py); a list, which the
         # compiled twin extends natively, made an array('Q') once per enter
         self._q: List[int] = []
@@ -192,7 +201,7 @@ class Engine:
         # 18% of the server's CPU at c5k.)
         self._starved: Set[Any] = set()
         self._starved_fifo: Deque[Any] = collections.deque()
-        self._ready: List[Completion] = []  # completions made without the kernel
+        self._ready: List[Any] = []  # completions made without the kernel (token, res, mem, ...)
         self._lent: List[int] = []  # buffer ids handed out since the last recycle
         self._woken = False
         self._wake_lock = threading.RLock()
@@ -298,8 +307,8 @@ class Engine:
             if q[i] != _WAKE_UD:
                 keep.extend(q[i:i + 4])
         self._q = []
-        for tag in stranded:
-            self._requeue(tag)
+        for ud in stranded:
+            self._requeue(ud)
         self._q.extend(keep)
 
     # -- submission (front end's thread; nothing enters the kernel here) ---------------
@@ -313,50 +322,59 @@ class Engine:
     def detach(self, fd: int) -> None:
         pass
 
-    # tag and fd are Any in recv/send (ints): the compiled twin then keeps the
-    # caller's int objects instead of boxing new ones per op.
-    def recv(self, tag: Any, fd: Any, buf: Optional[memoryview]) -> None:
+    # token and fd are Any (fd an int): the compiled twin then keeps the
+    # caller's objects instead of boxing new ones per op.
+    def recv(self, token: Any, fd: Any, buf: Optional[memoryview]) -> None:
         if buf is None:
-            self._ops[tag] = fd
+            ud = _RECV_SELECT << 32 | fd
+            self._ops[ud] = token
             if self._starved or len(self._lent) >= self._nbufs:
-                self._park(tag)  # queue behind the parked ones
+                self._park(ud)  # queue behind the parked ones
             else:
-                self._push(tag, fd)
+                self._push(ud, token)
             return
         keep = self._from_buffer(buf, require_writable=True)
-        op = (_RECV << 32 | (fd & _M32), min(len(keep), 0x7FFFF000), keep)
-        self._ops[tag] = op
-        self._push(tag, op)
+        ud = _RECV << 32 | fd
+        op = (token, min(len(keep), 0x7FFFF000), keep)
+        self._ops[ud] = op
+        self._push(ud, op)
 
-    def send(self, tag: Any, fd: Any, buf: memoryview) -> None:
+    def send(self, token: Any, fd: Any, buf: memoryview) -> None:
         keep = self._from_buffer(buf)
-        op = (_SEND << 32 | (fd & _M32), min(len(keep), 0x7FFFF000), keep)
-        self._ops[tag] = op
-        self._push(tag, op)
+        ud = _SEND << 32 | fd
+        op = (token, min(len(keep), 0x7FFFF000), keep)
+        self._ops[ud] = op
+        self._push(ud, op)
 
-    def _push(self, tag: Any, op: _Op) -> None:
-        """Queue ``op``'s SQE record; a buffer's cdata goes to _mem, which the
-        record indexes (one array per enter instead of an address per op)."""
-        if isinstance(op, int):
-            self._q.extend((tag, _BGID, self._swap_len, _RECV_SELECT << 32 | (op & _M32)))
+    def _push(self, ud: Any, op: _Op) -> None:
+        """Queue the SQE record of op ``ud``; a buffer's cdata goes to _mem,
+        which the record indexes (one array per enter, not an address per op)."""
+        if ud >> 32 == _RECV_SELECT:
+            self._q.extend((ud, _BGID, self._swap_len, ud))
             return
-        kind_fd, length, keep = op
-        self._q.extend((tag, len(self._mem), length, kind_fd))
-        self._mem.append(keep)
+        self._q.extend((ud, len(self._mem), op[1], ud))
+        self._mem.append(op[2])
 
-    def cancel(self, tag: int) -> None:
-        if tag not in self._ops or tag in self._cancelled:
+    def cancel(self, fd: Any, send: bool) -> None:
+        if send:
+            ud = _SEND << 32 | fd
+        else:
+            ud = _RECV_SELECT << 32 | fd
+            if ud not in self._ops:
+                ud = _RECV << 32 | fd
+        op = self._ops.get(ud)
+        if op is None or ud in self._cancelled:
             return
-        if tag in self._starved:  # parked in Python: it moved nothing
-            self._starved.discard(tag)
-            del self._ops[tag]
-            self._ready.append((tag, -errno.ECANCELED, None))
+        if ud in self._starved:  # parked in Python: it moved nothing
+            self._starved.discard(ud)
+            del self._ops[ud]
+            self._ready.extend((op, -errno.ECANCELED, None))  # (a swap recv: op is the token)
             return
-        self._cancelled.add(tag)
-        self._q.extend((_CANCEL_UD, tag, 0, _CANCEL << 32 | _M32))
+        self._cancelled.add(ud)
+        self._q.extend((_CANCEL_UD, ud, 0, _CANCEL << 32 | _M32))
 
     # -- completion ---------------------------------------------------------------------
-    def wait(self, timeout: Optional[float]) -> List[Completion]:
+    def wait(self, timeout: Optional[float]) -> List[Any]:
         if self._closed:
             return []
         tid = threading.get_ident()
@@ -414,7 +432,7 @@ class Engine:
             out, self._ready = self._ready, []
         return out
 
-    def _process(self, n: int, out: List[Completion]) -> None:
+    def _process(self, n: int, out: List[Any]) -> None:
         ops, cancelled = self._ops, self._cancelled
         # one list of 2n ints (see gaio_reap); typed, so that the compiled
         # twin compares and shifts machine ints
@@ -429,8 +447,8 @@ class Engine:
                     if not word & _F_MORE and not self._closing:
                         self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
                 elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
-                    for tag in list(ops):
-                        self._q.extend((_CANCEL_UD, tag, 0, _CANCEL << 32 | _M32))
+                    for target in list(ops):
+                        self._q.extend((_CANCEL_UD, target, 0, _CANCEL << 32 | _M32))
                 continue
             op = ops.get(ud)
             if op is None:
@@ -442,7 +460,8 @@ class Engine:
                     continue
                 res = again
             mem: Optional[memoryview] = None
-            if isinstance(op, int):  # a swap recv
+            if ud >> 32 == _RECV_SELECT:  # a swap recv: op is the token
+                token = op
                 fl = word & _M32
                 if fl & _F_BUFFER:
                     bid = fl >> 16
@@ -452,28 +471,33 @@ class Engine:
                         mem = self._pool_view[start:start + res]
                 if res == 0:
                     mem = _EMPTY
+            else:
+                token = op[0]
             if cancelled:
                 cancelled.discard(ud)
-            out.append((ud, res, mem))
+            out.append(token)  # three appends: no tuple per completion
+            out.append(res)
+            out.append(mem)
 
-    def _resubmit(self, tag: int, op: _Op, res: int) -> Optional[int]:
+    def _resubmit(self, ud: Any, op: _Op, res: int) -> Optional[int]:
         """An op that moved nothing and must not surface: queue it again, park
         it until buffers come back, or (cancel requested, closing) end it."""
-        if tag in self._cancelled or self._closing:
+        if ud in self._cancelled or self._closing:
             return -errno.ECANCELED
         if res == -errno.ENOBUFS:
-            self._park(tag)  # released by a later wait
+            self._park(ud)  # released by a later wait
         else:
-            self._push(tag, op)
-        self._ops[tag] = op
+            self._push(ud, op)
+        self._ops[ud] = op
         return None
 
     def recycle(self) -> None:
         lent = self._lent
         if not lent:
             return
-        for c in self._ready:
-            if c[2] is not None:
+        ready = self._ready
+        for i in range(2, len(ready), 3):
+            if ready[i] is not None:
                 return  # a parked swap result still shows its bytes: not yet
         # The next enter hands them to the kernel, before it submits anything
         # (so _release_starved may count them as free already).
@@ -491,27 +515,28 @@ class Engine:
         self._recs_cap = cap
         self._loop.recs = self._recs
 
-    def _park(self, tag: Any) -> None:
-        self._starved.add(tag)
-        self._starved_fifo.append(tag)
+    def _park(self, ud: Any) -> None:
+        self._starved.add(ud)
+        self._starved_fifo.append(ud)
 
     def _release_starved(self) -> None:
         """Resubmit parked swap reads, no more than there are unlent buffers."""
         starved, fifo, ops = self._starved, self._starved_fifo, self._ops
         n = min(len(starved), self._nbufs - len(self._lent))
         while n > 0:
-            tag = fifo.popleft()
-            if tag in starved:  # else cancelled while parked
-                starved.discard(tag)
-                self._push(tag, ops[tag])
+            ud = fifo.popleft()
+            if ud in starved:  # else cancelled while parked
+                starved.discard(ud)
+                self._push(ud, ops[ud])
                 n -= 1
         if not starved:
             fifo.clear()  # only cancelled ones were left
 
-    def _requeue(self, tag: int) -> None:
-        res = self._resubmit(tag, self._ops.pop(tag), -errno.ECANCELED)
+    def _requeue(self, ud: Any) -> None:
+        op = self._ops.pop(ud)
+        res = self._resubmit(ud, op, -errno.ECANCELED)
         if res is not None:
-            self._ready.append((tag, res, None))
+            self._ready.extend((op if ud >> 32 == _RECV_SELECT else op[0], res, None))
 
     def wake(self) -> None:
         # _woken: a write whose CQE no wait has seen yet, so that wait will
@@ -544,9 +569,9 @@ class Engine:
         if ring is not None:
             q = self._q
             queued = set(q[0::4])
-            for tag in list(self._ops):
-                if tag in queued or tag in self._starved:
-                    del self._ops[tag]  # never reached the kernel
+            for ud in list(self._ops):
+                if ud in queued or ud in self._starved:
+                    del self._ops[ud]  # never reached the kernel
             del q[:]
             self._mem.clear()
             self._starved.clear()
