@@ -70,6 +70,7 @@ _monotonic: Final = time.monotonic
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 _EMPTY: Final = memoryview(b"")
+_thread_ids: Final = threading.local()  # .tid: the native id of the thread, once asked
 
 
 class OpType(enum.IntEnum):
@@ -908,10 +909,13 @@ class Watcher:
                 self._sleeping = False
                 self._engine.wake()
 
-    _loop_tid = 0
+    _loop_tid = 0  # native id of the thread running wait_io (0: none yet)
 
     def _pin_loop_thread(self) -> None:
-        tid = threading.get_native_id()
+        # get_native_id() is a system call (gettid, ~200 ns): ask once per thread
+        tid: int = getattr(_thread_ids, "tid", 0)
+        if not tid:
+            tid = _thread_ids.tid = threading.get_native_id()
         self._loop_tid = tid
         cpu = self._loop_cpu
         if cpu is not None and self._loop_cpu_tid != tid and hasattr(os, "sched_setaffinity"):

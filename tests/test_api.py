@@ -307,6 +307,32 @@ def test_loop_affinity_pins_wait_io_thread(watcher):
     assert os.sched_getaffinity(0) != {cpu} or os.cpu_count() == 1  # only that thread
 
 
+def test_loop_affinity_pins_the_thread_now_running_wait_io(watcher):
+    """set_loop_affinity from another thread pins the latest wait_io thread,
+    not one that ran it before."""
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("os.sched_getaffinity is Linux-only")
+    cpu = max(os.sched_getaffinity(0))
+    first = threading.Thread(target=watcher.wait_io, args=(0,))
+    first.start()
+    first.join(10)
+    ran, go, seen = threading.Event(), threading.Event(), {}
+
+    def loop():
+        watcher.wait_io(0)
+        ran.set()
+        go.wait(10)
+        seen["cpus"] = os.sched_getaffinity(0)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    assert ran.wait(10)
+    watcher.set_loop_affinity(cpu)  # pins that thread now, from here
+    go.set()
+    t.join(10)
+    assert seen["cpus"] == {cpu}
+
+
 def test_eof_read_and_queued_reads(watcher, pair):
     a, b = pair
     watcher.read(1, a, bytearray(8))
