@@ -1,6 +1,7 @@
 """The canonical gaio echo server, used by bench/run.py and bench/micro.py.
 
     python bench/echo_server.py --port PORT [--backend NAME] [--bufsize N] [--workers N]
+                                [--own-buffers N]
 
 Shape (one process):
 
@@ -26,6 +27,10 @@ read owns no memory until data arrives.
 With ``--workers N > 1`` the parent forks N children (fork only: nothing is
 exec'd), each with its own SO_REUSEPORT listener and its own watcher; the parent
 prints READY once all are listening, forwards SIGTERM and reaps them.
+
+With ``--own-buffers N`` each connection reads into a bytearray of N bytes of
+its own and echoes from it (``echo_loop_own_buffers``): no copy, N bytes per
+connection. That is the pattern for a few fat streams.
 
 Prints ``READY <port>`` (flushed) once listening.  Exit status 0 on SIGTERM.
 """
@@ -60,8 +65,10 @@ def make_listener(port: int, reuseport: bool = False, host: str = "127.0.0.1") -
     return lsock
 
 
-def accept_loop(lsock: socket.socket, w: "gaio.Watcher") -> None:
-    """Accept forever, handing each connection to the watcher with a first read."""
+def accept_loop(lsock: socket.socket, w: "gaio.Watcher", own_buffers: int = 0) -> None:
+    """Accept forever, handing each connection to the watcher with a first read
+    (into the swap buffer, or into a buffer of its own of ``own_buffers`` bytes,
+    which is then also the read's context)."""
     nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     while True:
         try:
@@ -71,9 +78,17 @@ def accept_loop(lsock: socket.socket, w: "gaio.Watcher") -> None:
                 return
             time.sleep(0.01)  # EMFILE and friends: back off, keep serving
             continue
-        conn.setsockopt(*nodelay)
         try:
-            w.read(None, conn, None)
+            conn.setsockopt(*nodelay)
+        except OSError:  # reset before we got to it: nothing to serve, keep accepting
+            conn.close()
+            continue
+        try:
+            if own_buffers:
+                buf = bytearray(own_buffers)
+                w.read(buf, conn, buf)
+            else:
+                w.read(None, conn, None)
         except gaio.WatcherClosedError:
             conn.close()
             return
@@ -107,7 +122,34 @@ def echo_loop(w: "gaio.Watcher") -> int:
     return handled
 
 
-def serve(lsock: socket.socket, backend: str | None, bufsize: int, on_ready=None) -> None:
+def echo_loop_own_buffers(w: "gaio.Watcher") -> int:
+    """The echo loop for ``--own-buffers``: each connection reads into its own
+    buffer (the op's context) and writes back from it, no copy; the next read
+    waits for that write, so the buffer is never written while it is sent.
+    The pattern for a few fat streams; the swap buffer is for many small ones."""
+    wait_io, read, write, free = w.wait_io, w.read, w.write, w.free
+    op_read = gaio.OpRead
+    conn_closed = gaio.ConnClosedError
+    handled = 0
+    try:
+        while True:
+            results = wait_io()
+            handled += len(results)
+            for r in results:
+                if r.error is not None:
+                    if not isinstance(r.error, conn_closed):
+                        free(r.conn)
+                elif r.operation is op_read:
+                    buf = r.context
+                    write(buf, r.conn, buf if r.size == len(buf) else memoryview(buf)[: r.size])
+                else:
+                    read(r.context, r.conn, r.context)
+    except gaio.WatcherClosedError:
+        pass
+    return handled
+
+
+def serve(lsock: socket.socket, backend: str | None, bufsize: int, on_ready=None, own_buffers: int = 0) -> None:
     """Serve on ``lsock`` until SIGTERM/SIGINT.  Call with STOP_SIGNALS blocked."""
     kwargs = {"bufsize": bufsize} if bufsize else {}
     if backend:
@@ -123,12 +165,12 @@ def serve(lsock: socket.socket, backend: str | None, bufsize: int, on_ready=None
             pass
 
     threading.Thread(target=on_signal, name="signals", daemon=True).start()
-    acceptor = threading.Thread(target=accept_loop, args=(lsock, w), name="acceptor", daemon=True)
+    acceptor = threading.Thread(target=accept_loop, args=(lsock, w, own_buffers), name="acceptor", daemon=True)
     acceptor.start()
     if on_ready:
         on_ready(w)
     try:
-        echo_loop(w)
+        (echo_loop_own_buffers if own_buffers else echo_loop)(w)
     finally:
         w.close()
         acceptor.join(timeout=2.0)
@@ -154,7 +196,8 @@ def run_workers(args) -> int:
             try:
                 os.close(ready_r)
                 lsock = make_listener(args.port, reuseport=True)
-                serve(lsock, args.backend, args.bufsize, on_ready=lambda _w: os.write(ready_w, b"."))
+                serve(lsock, args.backend, args.bufsize, on_ready=lambda _w: os.write(ready_w, b"."),
+                      own_buffers=args.own_buffers)
             except BaseException as exc:  # never fall back into the parent's code
                 print(f"worker {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
                 code = 1
@@ -209,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default=None, help=f"engine, one of {gaio.available_backends()}")
     ap.add_argument("--bufsize", type=int, default=0, help="swap buffer size (default: gaio's)")
     ap.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    ap.add_argument("--own-buffers", type=int, default=0, metavar="N",
+                    help="read into a buffer of N bytes per connection instead of the swap buffer")
     args = ap.parse_args(argv)
 
     # Block the stop signals before any thread exists, so every thread inherits
@@ -217,7 +262,7 @@ def main(argv=None) -> int:
     if args.workers > 1:
         return run_workers(args)
     lsock = make_listener(args.port)
-    serve(lsock, args.backend, args.bufsize, on_ready=_print_ready(args.port))
+    serve(lsock, args.backend, args.bufsize, on_ready=_print_ready(args.port), own_buffers=args.own_buffers)
     return 0
 
 
