@@ -29,7 +29,7 @@ exec'd), each with its own SO_REUSEPORT listener and its own watcher; the parent
 prints READY once all are listening, forwards SIGTERM and reaps them.
 
 With ``--own-buffers N`` each connection reads into a bytearray of N bytes of
-its own and echoes from it (``echo_loop_own_buffers``): no copy, N bytes per
+its own and echoes from it: no copy, N bytes per
 connection. That is the pattern for a few fat streams.
 
 Prints ``READY <port>`` (flushed) once listening.  Exit status 0 on SIGTERM.
@@ -95,7 +95,12 @@ def accept_loop(lsock: socket.socket, w: "gaio.Watcher", own_buffers: int = 0) -
 
 
 def echo_loop(w: "gaio.Watcher") -> int:
-    """The hot path: run until the watcher is closed; returns completions handled."""
+    """The hot path: run until the watcher is closed; returns completions handled.
+
+    A read's context is None (swap buffer) or, with ``--own-buffers``, the
+    connection's own buffer: then the echo is written from it, no copy, and the
+    next read waits for that write, so the buffer is never refilled while sent.
+    """
     wait_io, read, write, free = w.wait_io, w.read, w.write, w.free
     op_read = gaio.OpRead
     conn_closed = gaio.ConnClosedError
@@ -111,39 +116,17 @@ def echo_loop(w: "gaio.Watcher") -> int:
                     if not isinstance(r.error, conn_closed):
                         free(r.conn)
                 elif r.operation is op_read:
-                    buf = r.buffer
+                    own = r.context
                     n = r.size
-                    # copy out of the swap buffer (valid until the next wait_io)
-                    write(None, r.conn, buf.tobytes() if len(buf) == n else buf[:n].tobytes())
+                    if own is None:
+                        # copy out of the swap buffer (valid until the next wait_io)
+                        buf = r.buffer
+                        write(None, r.conn, buf.tobytes() if len(buf) == n else buf[:n].tobytes())
+                    else:
+                        write(own, r.conn, own if n == len(own) else memoryview(own)[:n])
                 else:
-                    read(None, r.conn, None)
-    except gaio.WatcherClosedError:
-        pass
-    return handled
-
-
-def echo_loop_own_buffers(w: "gaio.Watcher") -> int:
-    """The echo loop for ``--own-buffers``: each connection reads into its own
-    buffer (the op's context) and writes back from it, no copy; the next read
-    waits for that write, so the buffer is never written while it is sent.
-    The pattern for a few fat streams; the swap buffer is for many small ones."""
-    wait_io, read, write, free = w.wait_io, w.read, w.write, w.free
-    op_read = gaio.OpRead
-    conn_closed = gaio.ConnClosedError
-    handled = 0
-    try:
-        while True:
-            results = wait_io()
-            handled += len(results)
-            for r in results:
-                if r.error is not None:
-                    if not isinstance(r.error, conn_closed):
-                        free(r.conn)
-                elif r.operation is op_read:
-                    buf = r.context
-                    write(buf, r.conn, buf if r.size == len(buf) else memoryview(buf)[: r.size])
-                else:
-                    read(r.context, r.conn, r.context)
+                    own = r.context
+                    read(own, r.conn, own)
     except gaio.WatcherClosedError:
         pass
     return handled
@@ -170,7 +153,7 @@ def serve(lsock: socket.socket, backend: str | None, bufsize: int, on_ready=None
     if on_ready:
         on_ready(w)
     try:
-        (echo_loop_own_buffers if own_buffers else echo_loop)(w)
+        echo_loop(w)
     finally:
         w.close()
         acceptor.join(timeout=2.0)

@@ -5,23 +5,17 @@ numbers are only worth something if its server is right)."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 
 import pytest
+from server_process import free_port, stop
 
 import gaio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "bench", "echo_server.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("backend", [b for b in gaio.available_backends() if b != "kqueue"])
@@ -50,12 +44,5 @@ def test_echo_server_echoes_every_byte(backend, extra):
         for c in clients:
             c.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == 0
+        code = stop(proc)
+    assert code == 0

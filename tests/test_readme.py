@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from server_process import free_port, stop
+
 RUN_WITH_EMULATED_KQUEUE = (
     "import runpy, sys, kqueue_emulation; kqueue_emulation.install(None); "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
@@ -22,12 +24,6 @@ def readme_example() -> str:
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     section = text.split("## An echo server", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_readme_echo_server(backend, tmp_path):
@@ -60,12 +56,5 @@ def test_readme_echo_server(backend, tmp_path):
         time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == 0
+        code = stop(proc, signal.SIGINT)
+    assert code == 0
