@@ -20,9 +20,10 @@ How a request travels:
 Memory safety: an op in flight is the engine's token for it, held by the
 engine until its completion is returned, and the op holds the user's buffer
 and the memoryview given to the engine. An op is at the engine exactly while
-it is its connection's ``read_head``/``write_head``. A deadline or ``free`` asks the
-engine to cancel; the op still completes only when the engine says so, with
-whatever it moved (bytes that raced a deadline are delivered, never dropped).
+it is its connection's ``read_head``/``write_head``. A deadline or ``free``
+asks the engine to cancel; the op still completes only when the engine says
+so, with whatever it moved (bytes that raced a deadline are delivered, never
+dropped).
 
 Connections are keyed by ``id(conn)`` and the per-connection state holds a
 weak reference to the conn, so a dropped conn is noticed (its callback queues it
@@ -268,9 +269,9 @@ class Watcher:
         # Guarded by _lock: what other threads hand to the loop.
         self._pending: List[OpResult] = []
         self._frees: List[_Conn] = []
-        # Keys typed Any: the compiled twin then keeps
-        # the one int object it made, instead of boxing a new one per container
-        # (32 bytes each, per idle connection).
+        # Keys typed Any: the compiled twin then keeps the one int object it
+        # made, instead of boxing a new one per container (32 bytes each, per
+        # idle connection).
         self._conns: Dict[Any, _Conn] = {}
         self._closed = False
         self._in_wait = False  # a wait_io is running

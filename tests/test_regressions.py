@@ -6,6 +6,7 @@ Each test names what it found; keep them even after the fix.
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -160,3 +161,47 @@ def test_free_order_for_conn_without_weakref_support(watcher, tcp):
     results = collect(watcher, 2)
     assert [r.context for r in results] == ["first", "after-free"]
     assert all(isinstance(r.error, gaio.ConnClosedError) for r in results)
+
+
+def test_writable_edge_not_lost_when_swap_region_is_full(backend):
+    """Found by test_model (epoll, GAIO_STRESS): one epoll event said "readable
+    and writable"; the descriptor's parked swap read found the swap region too
+    full and returned early, skipping the writable half. Edge-triggered, no
+    second edge came, and the parked send waited forever although the peer had
+    read everything."""
+    big = bytes(range(256)) * (16 << 10)  # 4 MiB: more than the socket takes at once
+    with gaio.Watcher(bufsize=4096, backend=backend) as w:
+        x, px = socket.socketpair()
+        y, py = socket.socketpair()
+        py.setblocking(False)
+        try:
+            w.write("big", y, big)
+            w.read("idle", y)  # a swap read, parked: nothing to read yet
+            assert w.wait_io(0.1) == []  # the write fills the socket and parks
+            px.sendall(b"f" * 3000)  # will take 3000 of the 4096 swap bytes
+            py.sendall(b"hi")  # y readable ...
+            got = bytearray()
+            while True:  # ... and, drained by its peer, writable: one event, both
+                try:
+                    got += py.recv(1 << 20)
+                except BlockingIOError:
+                    break
+            w.read("fill", x)  # completes at once, leaving under 2 KiB of room
+            done = {}
+            end = time.monotonic() + 10
+            while "big" not in done:
+                assert time.monotonic() < end, f"the write never completed: {len(got)} of {len(big)} bytes read"
+                for r in w.wait_io(0.05):
+                    assert r.error is None, r
+                    done[r.context] = r.size
+                try:
+                    got += py.recv(1 << 20)
+                except BlockingIOError:
+                    pass
+            assert done["big"] == len(big)
+            while len(got) < len(big):
+                got += py.recv(1 << 20)
+            assert got == big
+        finally:
+            for s in (x, px, y, py):
+                s.close()

@@ -157,13 +157,13 @@ class ReadinessEngine(ABC):
                 entry = self._parked_recv.get(fd)
                 if entry is not None:
                     token, buf = entry
-                    if buf is None:
-                        if len(self._swap) - self._swap_used < self._min_room:
-                            self._starved[fd] = None
-                            continue
-                        done = self._recv_swap(token, fd)
-                    else:
+                    if buf is not None:
                         done = self._recv_into(token, fd, buf)
+                    elif len(self._swap) - self._swap_used < self._min_room:
+                        self._starved[fd] = None  # next cycle; the event's writable half still counts
+                        done = False
+                    else:
+                        done = self._recv_swap(token, fd)
                     if done:
                         del self._parked_recv[fd]
             if writable:
