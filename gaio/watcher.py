@@ -266,6 +266,10 @@ class Watcher:
         self._engine_send: Callable[..., None] = self._engine.send
         self._bufsize = bufsize
         self._lock = threading.Lock()
+        # The hot paths take the lock through these bound methods: a ``with``
+        # in the compiled twin looks __enter__ and __exit__ up on every use.
+        self._acquire: Callable[[], Any] = self._lock.acquire
+        self._release: Callable[[], Any] = self._lock.release
         # Guarded by _lock: what other threads hand to the loop.
         self._pending: List[OpResult] = []
         self._frees: List[_Conn] = []
@@ -385,7 +389,8 @@ class Watcher:
         op._timer = None
         op._cancel_error = None
         op._done = False
-        with self._lock:
+        self._acquire()
+        try:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
             key: Any = id(conn)
@@ -398,6 +403,8 @@ class Watcher:
             if self._sleeping:
                 self._sleeping = False
                 self._engine.wake()
+        finally:
+            self._release()
 
     def _adopt(self, conn: Any, key: Any, op: OpResult) -> Optional[_Conn]:
         """Take over ``conn``'s descriptor (under _lock). On failure, set
@@ -497,21 +504,27 @@ class Watcher:
             if math.isnan(timeout):
                 raise ValueError("timeout must not be NaN")
             timeout = max(0.0, float(timeout))
-        with self._lock:
+        self._acquire()
+        try:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
             if self._in_wait:
                 raise RuntimeError("wait_io is already running in another thread")
             self._in_wait = True
+        finally:
+            self._release()
         results: Optional[List[OpResult]] = None
         try:
             self._pin_loop_thread()
             results = self._run(timeout)
         finally:
-            with self._lock:
+            self._acquire()
+            try:
                 self._in_wait = False
                 self._sleeping = False
                 closed = self._closed
+            finally:
+                self._release()
             if closed:
                 self._teardown()
         if closed or results is None:
@@ -523,12 +536,16 @@ class Watcher:
         engine.recycle()  # last call's swap buffers are the user's no more
         end = None if timeout is None else _monotonic() + timeout
         results = self._results  # refilled below; handed over (and replaced) on return
+        acquire, release = self._acquire, self._release
         while True:
-            with self._lock:
+            acquire()
+            try:
                 if self._closed:
                     return None
                 pending, self._pending = self._pending, []
                 frees, self._frees = self._frees, []
+            finally:
+                release()
             for new_op in pending:
                 self._enqueue(new_op)
             for st in frees:
@@ -549,10 +566,13 @@ class Watcher:
                     if wait_for is None or until_deadline < wait_for:
                         wait_for = until_deadline
             if wait_for != 0.0:
-                with self._lock:
+                acquire()
+                try:
                     # more work arrived (or close): go round instead of sleeping
                     sleep = not (self._pending or self._frees or self._closed)
                     self._sleeping = sleep
+                finally:
+                    release()
                 if not sleep:
                     continue
                 if self._dropped:
