@@ -44,13 +44,15 @@ from __future__ import annotations
 import errno
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Final, Iterable, List, Optional, Set, Tuple
 
 from .base import Completions
 
-_ECANCELED = -errno.ECANCELED
-_readv = os.readv
-_write = os.write
+# Final: the compiled twin binds these once instead of looking them up in the
+# module's dict on every receive and send.
+_ECANCELED: Final = -errno.ECANCELED
+_readv: Final = os.readv
+_write: Final = os.write
 
 # A swap receive needs at least this much room in the region (or the whole
 # region, if it is smaller); below it, it waits for the next cycle.
