@@ -106,8 +106,10 @@ class OpResult:
         "_conn_state",  # the _Conn, or None when the op failed at submission
         "_view",  # bytes memoryview of the user's buffer; None for swap reads
         "_need",  # bytes to move before completing: 0 for read, the buffer's size otherwise
-        "_deadline",  # absolute time.monotonic() seconds, or None
-        "_timer",  # its entry in the deadline heap, cleared when the op is done
+        # The deadline (absolute time.monotonic() seconds) until the op is
+        # filed, then its entry in the deadline heap; None when it has none or
+        # is done. (One slot, not two: 16 bytes less per op in the compiled twin.)
+        "_timer",
         "_cancel_error",  # error class to deliver once a requested cancel lands
         "_done",
     )
@@ -122,8 +124,7 @@ class OpResult:
     _conn_state: Optional["_Conn"]
     _view: Optional[memoryview]
     _need: int
-    _deadline: Optional[float]
-    _timer: Optional[list]
+    _timer: Any  # float, list or None
     _cancel_error: Optional[type]
     _done: bool
 
@@ -138,7 +139,7 @@ class OpResult:
 # conn's id) lets the shared callback find the state once the conn is gone.
 # Built with type() so that mypyc (see gaio/_native.py) leaves it an ordinary
 # weakref subclass: a compiled class cannot derive from weakref.ref.
-_ConnRef: Any = type("_ConnRef", (weakref.ref,), {"__slots__": ("key",)})
+_ConnRef: Final[Any] = type("_ConnRef", (weakref.ref,), {"__slots__": ("key",)})
 
 
 class _Conn:
@@ -146,8 +147,10 @@ class _Conn:
 
     __slots__ = (
         "fd",
-        "ref",  # a _ConnRef to the conn (its key is the conn's key in Watcher._conns), or None
-        "strong",  # the conn itself, only for objects that cannot be weakly referenced
+        # a _ConnRef to the conn (its key is the conn's key in Watcher._conns);
+        # the conn itself if it cannot be weakly referenced, until released;
+        # or None. (One slot, not two: 16 bytes less per conn compiled.)
+        "ref",
         "read_head",  # the read op at the engine, or None
         "reads",  # deque of reads queued behind it, or None (most conns never need one)
         "write_head",
@@ -159,7 +162,6 @@ class _Conn:
 
     fd: Any  # an int; Any keeps one object that every engine call shares (no boxing per op)
     ref: Any
-    strong: Any
     read_head: Optional[OpResult]
     reads: Optional[Deque[OpResult]]
     write_head: Optional[OpResult]
@@ -168,17 +170,16 @@ class _Conn:
     eof: bool
     freed: bool
 
-    def __init__(self, fd: Any, ref: Any, strong: Any) -> None:
+    def __init__(self, fd: Any, ref: Any) -> None:
         self.fd = fd
         self.ref = ref
-        self.strong = strong
         self.read_head = self.reads = self.write_head = self.writes = None
         self.attached = self.eof = self.freed = False
 
     def holds(self, conn: Any) -> bool:
         """Is this the state of ``conn`` (and not of a dead one with its id)?"""
         ref = self.ref
-        return (ref() if ref is not None else self.strong) is conn
+        return (ref() if type(ref) is _ConnRef else ref) is conn
 
 
 def _check_conn(conn: Any) -> None:
@@ -385,8 +386,7 @@ class Watcher:
         op.error = None
         op._view = view
         op._need = need
-        op._deadline = deadline
-        op._timer = None
+        op._timer = deadline
         op._cancel_error = None
         op._done = False
         self._acquire()
@@ -439,11 +439,9 @@ class Watcher:
         try:
             ref = _ConnRef(conn, self._conn_dropped)
             ref.key = key
-            strong = None
         except TypeError:  # cannot be weakly referenced: hold it, no GC for it
-            ref = None
-            strong = conn
-        st = _Conn(fd, ref, strong)
+            ref = conn
+        st = _Conn(fd, ref)
         self._conns[key] = st
         return st
 
@@ -608,9 +606,10 @@ class Watcher:
                 self._finish(op, exc)
                 return
             st.attached = True
-        if op._deadline is not None:
+        deadline = op._timer
+        if deadline is not None:
             self._deadline_seq += 1
-            op._timer = timer = [op._deadline, self._deadline_seq, op]
+            op._timer = timer = [deadline, self._deadline_seq, op]
             _heappush(self._deadlines, timer)
         # An op behind another still at the engine waits for it, even on a
         # freed conn: completions stay in submission order.
@@ -747,8 +746,10 @@ class Watcher:
         op.error = error
         op._done = True
         op._view = None  # the user's buffer is theirs again (resizable)
-        if op._timer is not None:
-            op._timer[2] = None  # the heap must not keep the op (and its conn) alive
+        timer = op._timer
+        if timer is not None:
+            if type(timer) is list:  # (a float: refused before it was filed)
+                timer[2] = None  # the heap must not keep the op (and its conn) alive
             op._timer = None
         if op.is_swap_buffer and op.size == 0:
             op.buffer = _EMPTY
@@ -817,13 +818,14 @@ class Watcher:
         """Under _lock: take the descriptor out of ``st`` (free() may otherwise
         shut down a number reused by then) and return it."""
         fd, st.fd = st.fd, -1
-        if st.strong is not None:
-            # Nothing would ever collect this conn: forget it now that it is
-            # released (a later op on it is refused as closed).
-            key = id(st.strong)
+        ref = st.ref
+        if ref is not None and type(ref) is not _ConnRef:
+            # Held strongly: nothing would ever collect this conn. Forget it
+            # now that it is released (a later op on it is refused as closed).
+            key = id(ref)
             if self._conns.get(key) is st:
                 del self._conns[key]
-            st.strong = None
+            st.ref = None
         return fd
 
     def _collect_dropped(self) -> None:
