@@ -159,6 +159,9 @@ static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kin
         io_uring_prep_recv(sqe, fd, NULL, len, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t) arg;
+        /* wait for data before picking a buffer: an idle socket's recv then
+           needs none, and -ENOBUFS only ever comes with data waiting */
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         break;
     case GAIO_SEND:
         io_uring_prep_send(sqe, fd, mem[arg], len, MSG_NOSIGNAL);

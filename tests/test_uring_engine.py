@@ -263,6 +263,33 @@ def test_parked_swap_reads_resume_in_order_skipping_cancelled(engine_factory, pa
     assert order == [(3, ECANCELED, None), (2, 1, b"2"), (4, 1, b"4")]
 
 
+def test_parked_idle_reads_do_not_hide_a_read_with_data(engine_factory, pairs):
+    """Found by make bench (idle, c5k: a hello never echoed, 1 run in about 100).
+    Swap reads parked while every buffer was lent were released at most one
+    per free buffer, oldest first. Released reads of idle connections take no
+    buffer while they wait, so the read behind them, with its data already
+    there, stayed parked, and a wait with no time limit slept forever (here:
+    the whole 2 s, every time). Now a wait sleeps at most 1 ms while reads are
+    parked, and the next releases more."""
+    e = engine_factory(bufsize=64, swap_buffers=2)
+    ps = pairs(5)
+    for tag, (a, b) in enumerate(ps[:2]):  # lend both buffers
+        b.send(b"x")
+        e.recv(tag, a.fileno(), None)
+    assert len(collect(e, 2)) == 2
+    e.recv("idle-1", ps[2][0].fileno(), None)  # no data will come
+    e.recv("idle-2", ps[3][0].fileno(), None)
+    ps[4][1].send(b"hello")
+    e.recv("hello", ps[4][0].fileno(), None)
+    e.recycle()  # both buffers free again
+    got = []
+    end = time.monotonic() + 1.0
+    while not got:  # the front end calls wait again after an empty return
+        assert time.monotonic() < end, "the read with data stayed parked"
+        got = triples(e.wait(2.0))
+    assert [(tag, res, bytes(mem)) for tag, res, mem in got] == [("hello", 5, b"hello")]
+
+
 def test_wake_from_another_thread(engine):
     assert engine.wait(0) == []
     for _ in range(3):

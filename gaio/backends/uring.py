@@ -30,14 +30,22 @@ more MB/s than 64 KiB entries, alternating runs of one bench session. Each
 completed read holds a whole entry until the next ``wait``, though, so bigger
 entries mean fewer reads per round for many small messages.
 
-A read may thus return fewer than ``bufsize`` bytes; gaio allows that. The
-kernel picks the buffer when it issues the recv, so with an empty ring even an
-idle socket's recv fails at once with ``-ENOBUFS``; we never surface it. Such
-reads (and new swap reads while others wait) park in ``_starved``, FIFO, and
-each ``wait`` releases at most as many as there are buffers not lent to the
-user: no round resubmits thousands of reads to fail again, and no loop spins
-(a read waits for a ``recycle`` when every buffer is lent). Results parked in
-``_ready`` (see the signal note in ``wait``) keep their buffers from recycling.
+A read may thus return fewer than ``bufsize`` bytes; gaio allows that. Swap
+receives are ``IORING_RECVSEND_POLL_FIRST``: the kernel waits for data before
+it picks a buffer, so an idle connection's receive holds none. One that finds
+data but no buffer completes with ``-ENOBUFS``, which we never surface: it
+parks in ``_starved``, FIFO, and so do new swap reads while others are parked
+or every buffer is lent (fairness: first come, first served). Each ``wait``
+releases at most as many as there are buffers not lent to the user: no round
+resubmits thousands of reads to fail again, and no loop spins (a read waits
+for a ``recycle`` when every buffer is lent). But a released read may be an
+idle connection's, which takes no buffer, while a read behind it has its data
+waiting: so while any read is parked a ``wait`` sleeps at most
+``STARVED_WAIT_NS`` (1 ms), and the next one releases more. (Without that
+cap, such a read stayed parked through a wait with no time limit: a hang that
+bench c5k and idle hit about once in a hundred runs.) Results parked in
+``_ready`` (see the signal note in ``wait``) keep their buffers from
+recycling.
 
 (Linux 6.12's incremental rings, ``IOU_PBUF_RING_INC``, let one buffer serve
 many small reads. Measured here on 6.18 they cost more kernel time than they
@@ -143,6 +151,7 @@ _BGID: Final = 0
 SQ_ENTRIES: Final = 1024
 CQ_ENTRIES: Final = 32768
 CQE_BATCH: Final = 4096
+STARVED_WAIT_NS: Final = 1_000_000  # longest sleep while swap reads are parked
 SWAP_POOL_BYTES: Final = 8 << 20
 SWAP_ENTRY_MAX: Final = 1 << 20
 _EMPTY: Final = memoryview(b"")
@@ -387,6 +396,11 @@ class Engine:
         if out:
             wait_ns = 0
         blocking = wait_ns != 0
+        if blocking and self._starved:
+            # Reads are still parked, and those just released may be idle ones
+            # that hold no buffer: sleep briefly, so that the next wait
+            # releases more (see the module docstring).
+            wait_ns = STARVED_WAIT_NS if wait_ns < 0 else min(wait_ns, STARVED_WAIT_NS)
         lp = self._loop
         for _ in range(64):  # more than once only on a full SQ/CQ or a long queue
             q = self._q
