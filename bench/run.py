@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import select
-import shutil
 import signal
 import socket
 import statistics

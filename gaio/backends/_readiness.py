@@ -44,7 +44,7 @@ from __future__ import annotations
 import errno
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Final, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Final, Iterable, Optional, Set, Tuple
 
 from .base import Completions
 
