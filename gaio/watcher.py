@@ -774,8 +774,7 @@ class Watcher:
             st = op._conn_state
             assert st is not None  # (ops refused at submission never get a timer)
             if st.read_head is op or st.write_head is op:  # at the engine: ask it to stop
-                op.error = DeadlineError
-                self._engine.cancel(st.fd, op._write)  # it completes later
+                self._cancel(st, op, DeadlineError)
             else:  # still queued behind another op: fails now, moved nothing
                 self._finish(op, DeadlineError("operation exceeded deadline"))
         # Completed ops leave their entries behind; keep the heap from growing
@@ -790,9 +789,14 @@ class Watcher:
         descriptor is closed once nothing is in flight."""
         for op in (st.read_head, st.write_head):
             if op is not None and op.error is None:
-                op.error = ConnClosedError
-                self._engine.cancel(st.fd, op._write)
+                self._cancel(st, op, ConnClosedError)
         self._release_if_idle(st, locked)
+
+    def _cancel(self, st: _Conn, op: OpResult, error_class: type) -> None:
+        """Ask the engine to stop ``op`` (at the engine, on ``st``); it still
+        completes once, and then fails with ``error_class`` unless it is done."""
+        op.error = error_class  # (while in flight, error holds the class)
+        self._engine.cancel(st.fd, op._write)
 
     def _fail_queued(self, queue: Optional[Deque[OpResult]]) -> None:
         while queue:
