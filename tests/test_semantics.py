@@ -617,3 +617,48 @@ def test_completed_timed_op_does_not_keep_conn_alive(watcher):
     b.settimeout(5)
     assert b.recv(10) == b"x" and b.recv(10) == b""
     b.close()
+
+
+# Engine tables ----------------------------------------------------------------------------
+def test_ops_on_a_high_numbered_descriptor_beside_low_ones(watcher):
+    """Engines file pending ops in lists indexed by descriptor number. A
+    descriptor far above the others grows them; ops on it and on a low one stay
+    apart: parked reads, a write that parks on a full buffer, and a timed-out
+    read each complete once, with the right bytes."""
+    import fcntl
+
+    a, b = socket.socketpair()
+    hi = socket.socket(fileno=fcntl.fcntl(a.fileno(), fcntl.F_DUPFD_CLOEXEC, 3000))
+    a.close()
+    lo, lo_peer = socket.socketpair()
+    assert hi.fileno() >= 3000 > lo.fileno()
+    try:
+        big = pattern(4 << 20)
+        watcher.read("hi-r", hi, None)
+        watcher.read("lo-r", lo, bytearray(16))
+        watcher.write("hi-w", hi, big)  # more than the buffer holds: parks
+        watcher.read_timeout("lo-t", lo, bytearray(4), time.monotonic() + 0.05)
+        assert watcher.wait_io(0.02) == []
+        lo_peer.sendall(b"low")
+        (r,) = collect(watcher, 1)
+        assert (r.context, bytes(r.buffer[: r.size])) == ("lo-r", b"low")
+        (r,) = collect(watcher, 1)  # the queued read behind it times out
+        assert r.context == "lo-t" and isinstance(r.error, gaio.DeadlineError)
+        reader = Reader(b, len(big))
+        reader.start()
+        (r,) = collect(watcher, 1)
+        assert (r.context, r.size, r.error) == ("hi-w", len(big), None)
+        reader.join(20)
+        assert bytes(reader.data) == big
+        b.sendall(b"high")
+        (r,) = collect(watcher, 1)
+        assert (r.context, bytes(r.buffer[: r.size])) == ("hi-r", b"high")
+        lo_peer.sendall(b"late")  # bytes after the deadline go to the next read
+        watcher.read("lo-r2", lo, bytearray(16))
+        (r,) = collect(watcher, 1)
+        assert (r.context, bytes(r.buffer[: r.size])) == ("lo-r2", b"late")
+    finally:
+        for conn in (hi, lo):
+            watcher.free(conn)
+        for s in (hi, lo, b, lo_peer):
+            s.close()

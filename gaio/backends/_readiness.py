@@ -9,7 +9,10 @@ the one the Go original uses:
   without ever touching the poller.
 * On ``EAGAIN`` park the operation on its descriptor, one slot per direction
   (the front end never has more than one receive and one send outstanding per
-  descriptor, so a slot, not a queue, is enough).
+  descriptor, so a slot, not a queue, is enough). The slots are lists indexed
+  by the descriptor (the kernel hands out the lowest free one, so they stay
+  dense): an idle connection's parked receive costs two list slots and a flag
+  byte, not dict and set entries and a tuple.
 * Descriptors are registered once, edge-triggered, for both directions. An edge
   arrives only on a change, so a parked operation is retried on every edge of
   its direction and re-parked on ``EAGAIN``; nothing is ever "remembered" as
@@ -44,7 +47,7 @@ from __future__ import annotations
 import errno
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Final, Iterable, Optional, Set, Tuple
+from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
 from .base import Completions
 
@@ -58,6 +61,11 @@ _write: Final = os.write
 # region, if it is smaller); below it, it waits for the next cycle.
 MIN_SWAP_ROOM = 2048
 
+# per-descriptor flag bits (ReadinessEngine._flags)
+_DRAINED_RECV: Final = 1  # a receive emptied the socket buffer (see the module docstring)
+_DRAINED_SEND: Final = 2  # a send filled it
+_HUNG_UP: Final = 4  # the peer hung up or the socket has an error: never "drained"
+
 
 class ReadinessEngine(ABC):
     """Base of the epoll and kqueue engines: try at once, park on EAGAIN."""
@@ -68,21 +76,20 @@ class ReadinessEngine(ABC):
         self._swap = memoryview(bytearray(bufsize))
         self._swap_used = 0
         self._min_room = min(bufsize, MIN_SWAP_ROOM)
-        # fd -> (token, memoryview or None for swap); one slot per direction,
-        # which is also how cancel() finds an op. Fds are Any-typed where they
-        # are stored (here, and the parameters of recv/send/_park_recv): the
-        # compiled twin then keeps the caller's int objects instead of boxing
-        # new ones for each container (32 bytes each, per idle connection).
-        self._parked_recv: Dict[Any, Tuple[Any, Optional[memoryview]]] = {}
-        self._parked_send: Dict[Any, Tuple[Any, memoryview]] = {}
+        # Parked ops, indexed by fd: the token, and the memoryview (None for a
+        # swap receive); one slot per direction, which is also how cancel()
+        # finds an op. The receive lists cover every fd below len(self._flags);
+        # the send lists grow only when a send parks (most never do).
+        self._recv_tok: List[Any] = []
+        self._recv_buf: List[Optional[memoryview]] = []
+        self._send_tok: List[Any] = []
+        self._send_buf: List[Any] = []
+        # fd -> _DRAINED_RECV | _DRAINED_SEND | _HUNG_UP: a list of small ints
+        # (shared objects), which the compiled twin indexes natively
+        self._flags: List[int] = []
         # fds whose swap receive awaits room in the region, oldest first
         self._starved: Dict[int, None] = {}
         self._done: Completions = []  # token, res, mem, token, ...
-        # descriptors known to be drained (see the module docstring)
-        self._drained_recv: Set[Any] = set()
-        self._drained_send: Set[Any] = set()
-        # descriptors whose peer hung up or that saw an error: never "drained"
-        self._hung_up: Set[int] = set()
         self._closed = False
 
     # -- to be supplied by subclasses ----------------------------------------
@@ -107,58 +114,83 @@ class ReadinessEngine(ABC):
     def attach(self, fd: int) -> None:
         os.set_blocking(fd, False)  # try-at-once must never block
         self._register(fd)
+        if fd >= len(self._flags):
+            self._grow(fd)
+        self._flags[fd] = 0
 
     def detach(self, fd: int) -> None:
-        self._drained_recv.discard(fd)
-        self._drained_send.discard(fd)
-        self._hung_up.discard(fd)
+        if fd < len(self._flags):
+            self._flags[fd] = 0
         self._starved.pop(fd, None)
         try:
             self._unregister(fd)
         except OSError:
             pass  # already gone (closed behind our back): nothing to undo
 
+    # fd is Any-typed here and in the helpers: the compiled twin then passes
+    # the caller's int object to os.readv/os.write instead of boxing a new one
+    # for each call.
     def recv(self, token: Any, fd: Any, buf: Optional[memoryview]) -> None:
-        if fd in self._drained_recv:
-            self._parked_recv[fd] = (token, buf)  # nothing there: wait for the edge
-            return
-        if buf is None:
+        i: int = fd  # (an int-typed index: native list access)
+        if i >= len(self._flags):
+            self._grow(fd)
+        if self._flags[i] & _DRAINED_RECV:
+            done = False  # nothing there: wait for the edge
+        elif buf is None:
             # Swap receives take turns: while any is starved, a new one queues
             # behind it, or busy connections would fill the region every cycle
             # and the starved ones would never get a turn.
             if self._starved or len(self._swap) - self._swap_used < self._min_room:
-                self._parked_recv[fd] = (token, None)
                 self._starved[fd] = None
-                return
-            done = self._recv_swap(token, fd)
+                done = False
+            else:
+                done = self._recv_swap(token, fd)
         else:
             done = self._recv_into(token, fd, buf)
         if not done:
-            self._parked_recv[fd] = (token, buf)
+            self._recv_tok[i] = token
+            self._recv_buf[i] = buf
 
     def send(self, token: Any, fd: Any, buf: memoryview) -> None:
-        if fd in self._drained_send or not self._send(token, fd, buf):
-            self._parked_send[fd] = (token, buf)
+        i: int = fd
+        if i >= len(self._flags):
+            self._grow(fd)
+        if self._flags[i] & _DRAINED_SEND or not self._send(token, fd, buf):
+            if i >= len(self._send_tok):
+                add = len(self._flags) - len(self._send_tok)
+                self._send_tok.extend([None] * add)
+                self._send_buf.extend([None] * add)
+            self._send_tok[i] = token
+            self._send_buf[i] = buf
 
     def cancel(self, fd: Any, send: bool) -> None:
-        entry = (self._parked_send if send else self._parked_recv).pop(fd, None)
-        if entry is None:
+        toks = self._send_tok if send else self._recv_tok
+        if fd >= len(toks):
+            return
+        token = toks[fd]
+        if token is None:
             return  # completed already (its completion is queued), or none
-        self._done.extend((entry[0], _ECANCELED, None))
+        toks[fd] = None
+        (self._send_buf if send else self._recv_buf)[fd] = None
+        self._done.extend((token, _ECANCELED, None))
 
     def wait(self, timeout: Optional[float]) -> Completions:
         if self._starved and len(self._swap) - self._swap_used >= self._min_room:
             self._retry_starved()
         if self._done:
             timeout = 0
+        flags = self._flags
+        recv_tok, send_tok = self._recv_tok, self._send_tok
         for fd, readable, writable, hung_up in self._poll(timeout):
+            if fd >= len(flags):
+                continue  # not attached (only a stale event can say so)
             if hung_up:
-                self._hung_up.add(fd)
+                flags[fd] |= _HUNG_UP
             if readable:
-                self._drained_recv.discard(fd)
-                entry = self._parked_recv.get(fd)
-                if entry is not None:
-                    token, buf = entry
+                flags[fd] &= ~_DRAINED_RECV
+                token = recv_tok[fd]
+                if token is not None:
+                    buf = self._recv_buf[fd]
                     if buf is not None:
                         done = self._recv_into(token, fd, buf)
                     elif len(self._swap) - self._swap_used < self._min_room:
@@ -167,12 +199,12 @@ class ReadinessEngine(ABC):
                     else:
                         done = self._recv_swap(token, fd)
                     if done:
-                        del self._parked_recv[fd]
+                        recv_tok[fd] = self._recv_buf[fd] = None
             if writable:
-                self._drained_send.discard(fd)
-                entry = self._parked_send.get(fd)
-                if entry is not None and self._send(entry[0], fd, entry[1]):
-                    del self._parked_send[fd]
+                flags[fd] &= ~_DRAINED_SEND
+                token = send_tok[fd] if fd < len(send_tok) else None
+                if token is not None and self._send(token, fd, self._send_buf[fd]):
+                    send_tok[fd] = self._send_buf[fd] = None
         out, self._done = self._done, []
         return out
 
@@ -198,26 +230,31 @@ class ReadinessEngine(ABC):
         self._closed = True
         # Nothing is in the kernel's hands: parked operations are just Python
         # references, dropped here.
-        self._parked_recv.clear()
-        self._parked_send.clear()
+        self._recv_tok, self._recv_buf, self._send_tok, self._send_buf = [], [], [], []
+        self._flags = []
         self._starved.clear()
         self._done.clear()
-        self._drained_recv.clear()
-        self._drained_send.clear()
-        self._hung_up.clear()
         self._close_poller()
 
     # -- helpers ----------------------------------------------------------------
+    def _grow(self, fd: int) -> None:
+        """Make the per-fd lists cover ``fd`` (doubling: amortised O(1))."""
+        add = max(fd + 1, 2 * len(self._flags), 64) - len(self._flags)
+        self._flags.extend([0] * add)
+        self._recv_tok.extend([None] * add)
+        self._recv_buf.extend([None] * add)
+
     def _recv_into(self, token: Any, fd: Any, buf: memoryview) -> bool:
+        i: int = fd
         try:
             n = _readv(fd, (buf,))
         except BlockingIOError:
-            self._drained_recv.add(fd)
+            self._flags[i] |= _DRAINED_RECV
             return False
         except OSError as exc:
             n = -(exc.errno or errno.EIO)
-        if 0 < n < len(buf) and fd not in self._hung_up:
-            self._drained_recv.add(fd)  # emptied (EOF and errors are final instead)
+        if 0 < n < len(buf) and not self._flags[i] & _HUNG_UP:
+            self._flags[i] |= _DRAINED_RECV  # emptied (EOF and errors are final instead)
         self._complete(token, n, None)
         return True
 
@@ -228,18 +265,19 @@ class ReadinessEngine(ABC):
         done.append(mem)
 
     def _recv_swap(self, token: Any, fd: Any) -> bool:
+        i: int = fd
         used = self._swap_used
         try:
             n = _readv(fd, (self._swap[used:],))
         except BlockingIOError:
-            self._drained_recv.add(fd)
+            self._flags[i] |= _DRAINED_RECV
             return False
         except OSError as exc:
             self._complete(token, -(exc.errno or errno.EIO), None)
             return True
         if n > 0:
-            if n < len(self._swap) - used and fd not in self._hung_up:
-                self._drained_recv.add(fd)
+            if n < len(self._swap) - used and not self._flags[i] & _HUNG_UP:
+                self._flags[i] |= _DRAINED_RECV
             self._swap_used = used + n
             self._complete(token, n, self._swap[used : used + n])
         else:
@@ -247,18 +285,19 @@ class ReadinessEngine(ABC):
         return True
 
     def _send(self, token: Any, fd: Any, buf: memoryview) -> bool:
+        i: int = fd
         try:
             n = _write(fd, buf)
         except BlockingIOError:
-            self._drained_send.add(fd)
+            self._flags[i] |= _DRAINED_SEND
             return False
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:  # BSDs: out of mbufs, same as EAGAIN
-                self._drained_send.add(fd)
+                self._flags[i] |= _DRAINED_SEND
                 return False
             n = -(exc.errno or errno.EIO)
         if 0 <= n < len(buf):  # short write: the buffer is full; an error is final
-            self._drained_send.add(fd)
+            self._flags[i] |= _DRAINED_SEND
         self._complete(token, n, None)
         return True
 
@@ -268,8 +307,8 @@ class ReadinessEngine(ABC):
             if len(self._swap) - self._swap_used < self._min_room:
                 return
             del self._starved[fd]
-            entry = self._parked_recv.get(fd)
-            if entry is None or entry[1] is not None:
+            token = self._recv_tok[fd] if fd < len(self._recv_tok) else None
+            if token is None or self._recv_buf[fd] is not None:
                 continue  # cancelled meanwhile
-            if self._recv_swap(entry[0], fd):
-                del self._parked_recv[fd]
+            if self._recv_swap(token, fd):
+                self._recv_tok[fd] = None

@@ -53,10 +53,12 @@ saved, 12.3-12.7 vs 11.8-12.0 us per message at c5k, so whole buffers stay.)
 
 **Naming ops.** An op's user_data is ``kind << 32 | fd``: the front end keeps
 at most one receive and one send outstanding per descriptor, so that names it,
-and ``cancel(fd, send)`` finds it again. The engine's one table, ``_ops``, maps
-it to the front end's token (a swap receive) or to ``(token, length, cdata)``;
-the token holds the caller's memory, and the table holds the token until its
-completion is returned. Our internal user_data (cancel, wake) have bit 61 set,
+and ``cancel(fd, send)`` finds it again. The engine's table, ``_ops``, is one
+list per kind indexed by the descriptor (descriptors are small and dense: the
+kernel hands out the lowest free one), so an op costs one list slot, not a
+dict entry and a boxed key. A slot holds the front end's token (a swap
+receive) or ``(token, length, cdata)``; the token holds the caller's memory,
+and the slot holds the token until its completion is returned. Our internal user_data (cancel, wake) have bit 61 set,
 above any ``kind << 32 | fd``.
 
 **Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the user_data (``CQE_SKIP_SUCCESS``;
@@ -160,10 +162,11 @@ _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
-# What _ops holds per user_data: a swap recv is just its token (so an idle
-# connection's pending read costs the engine nothing but the dict entry and its
-# key); a recv or send on memory is (token, length, cdata).
+# What an _ops slot holds: a swap recv is just its token (so an idle
+# connection's pending read costs the engine one list slot); a recv or send on
+# memory is (token, length, cdata).
 _Op = Any
+_KINDS: Final = 3  # _RECV, _RECV_SELECT, _SEND: the kinds with a slot in _ops
 
 
 def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
@@ -208,7 +211,9 @@ class Engine:
         self._issuer: Optional[int] = None  # thread that enabled the ring
         self._bound = False
         self._affinity: Optional[int] = None
-        self._ops: Dict[Any, _Op] = {}  # kind << 32 | fd -> token (swap recv) or (token, length, cdata)
+        # _ops[kind][fd]: the op of user_data kind << 32 | fd, or None
+        self._ops: List[List[_Op]] = [[] for _ in range(_KINDS)]
+        self._live = 0  # ops in _ops
         # queued SQEs, 4 words each (see build_uring.py); a list, which the
         # compiled twin extends natively, made an array('Q') once per enter
         self._q: List[int] = []
@@ -314,7 +319,7 @@ class Engine:
         q = self._q
         queued = set(q[0::4])
         starved = self._starved
-        stranded = [t for t in self._ops if t not in queued and t not in starved]
+        stranded = [t for t in self._live_uds() if t not in queued and t not in starved]
         lib.io_uring_queue_exit(old)
         self._ring, self._barrier_fd = None, -1
         if stranded:
@@ -347,7 +352,7 @@ class Engine:
     def recv(self, token: Any, fd: Any, buf: Optional[memoryview]) -> None:
         if buf is None:
             ud = _RECV_SELECT << 32 | fd
-            self._ops[ud] = token
+            self._put(ud, token)
             if self._starved or len(self._lent) >= self._nbufs:
                 self._park(ud)  # queue behind the parked ones
             else:
@@ -356,15 +361,48 @@ class Engine:
         keep = self._from_buffer(buf, require_writable=True)
         ud = _RECV << 32 | fd
         op = (token, min(len(keep), 0x7FFFF000), keep)
-        self._ops[ud] = op
+        self._put(ud, op)
         self._push(ud, op)
 
     def send(self, token: Any, fd: Any, buf: memoryview) -> None:
         keep = self._from_buffer(buf)
         ud = _SEND << 32 | fd
         op = (token, min(len(keep), 0x7FFFF000), keep)
-        self._ops[ud] = op
+        self._put(ud, op)
         self._push(ud, op)
+
+    def _put(self, ud: Any, op: _Op) -> None:
+        """File op ``ud`` in its slot (the front end never has two of a kind
+        outstanding on one descriptor)."""
+        tab = self._ops[ud >> 32]
+        fd = ud & _M32
+        if fd >= len(tab):
+            tab.extend([None] * (max(fd + 1, 2 * len(tab), 64) - len(tab)))
+        tab[fd] = op
+        self._live += 1
+
+    def _get(self, ud: Any) -> _Op:
+        """The op filed as ``ud``, or None."""
+        tab = self._ops[ud >> 32]
+        fd = ud & _M32
+        return tab[fd] if fd < len(tab) else None
+
+    def _take(self, ud: Any) -> _Op:
+        """Unfile and return the op filed as ``ud``, or None."""
+        tab = self._ops[ud >> 32]
+        fd = ud & _M32
+        if fd >= len(tab):
+            return None
+        op = tab[fd]
+        if op is not None:
+            tab[fd] = None
+            self._live -= 1
+        return op
+
+    def _live_uds(self) -> List[int]:
+        """The user_data of every filed op (a scan: teardown and migration only)."""
+        return [kind << 32 | fd for kind, tab in enumerate(self._ops)
+                for fd, op in enumerate(tab) if op is not None]
 
     def _push(self, ud: Any, op: _Op) -> None:
         """Queue the SQE record of op ``ud``; a buffer's cdata goes to _mem,
@@ -380,14 +418,14 @@ class Engine:
             ud = _SEND << 32 | fd
         else:
             ud = _RECV_SELECT << 32 | fd
-            if ud not in self._ops:
+            if self._get(ud) is None:
                 ud = _RECV << 32 | fd
-        op = self._ops.get(ud)
+        op = self._get(ud)
         if op is None or ud in self._cancelled:
             return
         if ud in self._starved:  # parked in Python: it moved nothing
             self._starved.discard(ud)
-            del self._ops[ud]
+            self._take(ud)
             self._ready.extend((op, -errno.ECANCELED, None))  # (a swap recv: op is the token)
             return
         self._cancelled.add(ud)
@@ -451,6 +489,7 @@ class Engine:
 
     def _process(self, n: int, out: List[Any]) -> None:
         ops, cancelled = self._ops, self._cancelled
+        m32 = _M32
         # one list of 2n ints (see gaio_reap); typed, so that the compiled
         # twin compares and shifts machine ints
         cq: List[int] = ffi.unpack(self._cq, 2 * n)
@@ -464,13 +503,18 @@ class Engine:
                     if not word & _F_MORE and not self._closing:
                         self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
                 elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
-                    for target in list(ops):
+                    for target in self._live_uds():
                         self._q.extend((_CANCEL_UD, target, 0, _CANCEL << 32 | _M32))
                 continue
-            op = ops.get(ud)
+            tab = ops[ud >> 32]
+            fd = ud & m32
+            if fd >= len(tab):
+                continue
+            op = tab[fd]
             if op is None:
                 continue
-            del ops[ud]
+            tab[fd] = None
+            self._live -= 1
             if res < 0 and res in _RETRY:
                 again = self._resubmit(ud, op, res)
                 if again is None:
@@ -505,7 +549,7 @@ class Engine:
             self._park(ud)  # released by a later wait
         else:
             self._push(ud, op)
-        self._ops[ud] = op
+        self._put(ud, op)
         return None
 
     def recycle(self) -> None:
@@ -538,19 +582,19 @@ class Engine:
 
     def _release_starved(self) -> None:
         """Resubmit parked swap reads, no more than there are unlent buffers."""
-        starved, fifo, ops = self._starved, self._starved_fifo, self._ops
+        starved, fifo = self._starved, self._starved_fifo
         n = min(len(starved), self._nbufs - len(self._lent))
         while n > 0:
             ud = fifo.popleft()
             if ud in starved:  # else cancelled while parked
                 starved.discard(ud)
-                self._push(ud, ops[ud])
+                self._push(ud, self._get(ud))
                 n -= 1
         if not starved:
             fifo.clear()  # only cancelled ones were left
 
     def _requeue(self, ud: Any) -> None:
-        op = self._ops.pop(ud)
+        op = self._take(ud)
         res = self._resubmit(ud, op, -errno.ECANCELED)
         if res is not None:
             self._ready.extend((op if ud >> 32 == _RECV_SELECT else op[0], res, None))
@@ -586,14 +630,14 @@ class Engine:
         if ring is not None:
             q = self._q
             queued = set(q[0::4])
-            for ud in list(self._ops):
+            for ud in self._live_uds():
                 if ud in queued or ud in self._starved:
-                    del self._ops[ud]  # never reached the kernel
+                    self._take(ud)  # never reached the kernel
             del q[:]
             self._mem.clear()
             self._starved.clear()
             self._starved_fifo.clear()
-            done = not self._ops
+            done = not self._live
             tid = threading.get_ident()
             if not done and (not self._bound or self._issuer in (None, tid)):
                 if self._issuer != tid:
@@ -602,14 +646,15 @@ class Engine:
                 self._q.extend((_CANCEL_UD, 0, 0, _CANCEL_ALL << 32 | _M32))
                 for _ in range(100):  # bounded: 100 x 50 ms, then the barrier
                     type(self).wait(self, 0.05)  # not an instance override
-                    if not self._ops:
+                    if not self._live:
                         break
-                done = not self._ops
+                done = not self._live
             lib.io_uring_queue_exit(ring)
             self._ring = None
             if not done and not _barrier(self._barrier_fd, 10.0):
                 _GRAVEYARD.append((self._ops, self._pool, self._br))  # never free what the kernel may touch
-        self._ops = {}
+        self._ops = [[] for _ in range(_KINDS)]
+        self._live = 0
         self._closed = True
         if self._barrier_fd >= 0:
             os.close(self._barrier_fd)
