@@ -371,7 +371,9 @@ class Engine:
         self._put(ud, op)
         self._push(ud, op)
 
-    def _put(self, ud: Any, op: _Op) -> None:
+    # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
+    # indexes machine ints instead of boxing a new int for each step.
+    def _put(self, ud: int, op: _Op) -> None:
         """File op ``ud`` in its slot (the front end never has two of a kind
         outstanding on one descriptor)."""
         tab = self._ops[ud >> 32]
@@ -381,13 +383,13 @@ class Engine:
         tab[fd] = op
         self._live += 1
 
-    def _get(self, ud: Any) -> _Op:
+    def _get(self, ud: int) -> _Op:
         """The op filed as ``ud``, or None."""
         tab = self._ops[ud >> 32]
         fd = ud & _M32
         return tab[fd] if fd < len(tab) else None
 
-    def _take(self, ud: Any) -> _Op:
+    def _take(self, ud: int) -> _Op:
         """Unfile and return the op filed as ``ud``, or None."""
         tab = self._ops[ud >> 32]
         fd = ud & _M32
@@ -407,7 +409,8 @@ class Engine:
     def _push(self, ud: Any, op: _Op) -> None:
         """Queue the SQE record of op ``ud``; a buffer's cdata goes to _mem,
         which the record indexes (one array per enter, not an address per op)."""
-        if ud >> 32 == _RECV_SELECT:
+        u: int = ud  # (ud stays the one object the records hold)
+        if u >> 32 == _RECV_SELECT:
             self._q.extend((ud, _BGID, self._swap_len, ud))
             return
         self._q.extend((ud, len(self._mem), op[1], ud))
