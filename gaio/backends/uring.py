@@ -56,9 +56,10 @@ at most one receive and one send outstanding per descriptor, so that names it,
 and ``cancel(fd, send)`` finds it again. The engine's table, ``_ops``, is one
 list per kind indexed by the descriptor (descriptors are small and dense: the
 kernel hands out the lowest free one), so an op costs one list slot, not a
-dict entry and a boxed key. A slot holds the front end's token (a swap
-receive) or ``(token, length, cdata)``; the token holds the caller's memory,
-and the slot holds the token until its completion is returned. Our internal user_data (cancel, wake) have bit 61 set,
+dict entry and a boxed key. A slot holds the front end's token until its
+completion is returned; a recv or send on the caller's memory also has a slot
+in ``_pins``, the cdata of that memory, which keeps the buffer exported (so
+pinned) until the CQE has arrived. Our internal user_data (cancel, wake) have bit 61 set,
 above any ``kind << 32 | fd``.
 
 **Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the user_data (``CQE_SKIP_SUCCESS``;
@@ -162,10 +163,11 @@ _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
-# What an _ops slot holds: a swap recv is just its token (so an idle
-# connection's pending read costs the engine one list slot); a recv or send on
-# memory is (token, length, cdata).
+# What an _ops slot holds: the op's token (so an idle connection's pending
+# read costs the engine one list slot); _pins holds the cdata of a recv's or
+# send's memory beside it.
 _Op = Any
+_MAX_LEN: Final = 0x7FFFF000  # the most one recv or send asks for (Linux's own cap)
 _KINDS: Final = 3  # _RECV, _RECV_SELECT, _SEND: the kinds with a slot in _ops
 
 
@@ -213,6 +215,9 @@ class Engine:
         self._affinity: Optional[int] = None
         # _ops[kind][fd]: the op of user_data kind << 32 | fd, or None
         self._ops: List[List[_Op]] = [[] for _ in range(_KINDS)]
+        # _pins[kind][fd]: the cdata of a recv's or send's memory (from_buffer:
+        # the export pins it) from submission until its CQE; grown on first use
+        self._pins: List[List[Any]] = [[] for _ in range(_KINDS)]
         self._live = 0  # ops in _ops
         # queued SQEs, 4 words each (see build_uring.py); a list, which the
         # compiled twin extends natively, made an array('Q') once per enter
@@ -356,20 +361,18 @@ class Engine:
             if self._starved or len(self._lent) >= self._nbufs:
                 self._park(ud)  # queue behind the parked ones
             else:
-                self._push(ud, token)
+                self._push(ud)
             return
-        keep = self._from_buffer(buf, require_writable=True)
         ud = _RECV << 32 | fd
-        op = (token, min(len(keep), 0x7FFFF000), keep)
-        self._put(ud, op)
-        self._push(ud, op)
+        self._put(ud, token)
+        self._pin(ud, self._from_buffer(buf, require_writable=True))
+        self._push(ud)
 
     def send(self, token: Any, fd: Any, buf: memoryview) -> None:
-        keep = self._from_buffer(buf)
         ud = _SEND << 32 | fd
-        op = (token, min(len(keep), 0x7FFFF000), keep)
-        self._put(ud, op)
-        self._push(ud, op)
+        self._put(ud, token)
+        self._pin(ud, self._from_buffer(buf))
+        self._push(ud)
 
     # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
     # indexes machine ints instead of boxing a new int for each step.
@@ -401,20 +404,32 @@ class Engine:
             self._live -= 1
         return op
 
+    def _pin(self, ud: int, mem: Any) -> None:
+        """Keep ``mem`` (None: let go) as op ``ud``'s memory."""
+        pins = self._pins[ud >> 32]
+        fd = ud & _M32
+        if fd >= len(pins):
+            if mem is None:
+                return
+            pins.extend([None] * (max(fd + 1, 2 * len(pins), 64) - len(pins)))
+        pins[fd] = mem
+
     def _live_uds(self) -> List[int]:
         """The user_data of every filed op (a scan: teardown and migration only)."""
         return [kind << 32 | fd for kind, tab in enumerate(self._ops)
                 for fd, op in enumerate(tab) if op is not None]
 
-    def _push(self, ud: Any, op: _Op) -> None:
-        """Queue the SQE record of op ``ud``; a buffer's cdata goes to _mem,
+    def _push(self, ud: Any) -> None:
+        """Queue the SQE record of op ``ud``; its memory's cdata goes to _mem,
         which the record indexes (one array per enter, not an address per op)."""
         u: int = ud  # (ud stays the one object the records hold)
-        if u >> 32 == _RECV_SELECT:
+        kind = u >> 32
+        if kind == _RECV_SELECT:
             self._q.extend((ud, _BGID, self._swap_len, ud))
             return
-        self._q.extend((ud, len(self._mem), op[1], ud))
-        self._mem.append(op[2])
+        mem = self._pins[kind][u & _M32]
+        self._q.extend((ud, len(self._mem), min(len(mem), _MAX_LEN), ud))
+        self._mem.append(mem)
 
     def cancel(self, fd: Any, send: bool) -> None:
         if send:
@@ -524,8 +539,8 @@ class Engine:
                     continue
                 res = again
             mem: Optional[memoryview] = None
-            if ud >> 32 == _RECV_SELECT:  # a swap recv: op is the token
-                token = op
+            kind = ud >> 32
+            if kind == _RECV_SELECT:
                 fl = word & _M32
                 if fl & _F_BUFFER:
                     bid = fl >> 16
@@ -536,10 +551,10 @@ class Engine:
                 if res == 0:
                     mem = _EMPTY
             else:
-                token = op[0]
+                self._pins[kind][fd] = None  # the kernel is done with that memory
             if cancelled:
                 cancelled.discard(ud)
-            out.append(token)  # three appends: no tuple per completion
+            out.append(op)  # the token; three appends: no tuple per completion
             out.append(res)
             out.append(mem)
 
@@ -548,11 +563,11 @@ class Engine:
         it until buffers come back, or (cancel requested, closing) end it."""
         if ud in self._cancelled or self._closing:
             return -errno.ECANCELED
+        self._put(ud, op)
         if res == -errno.ENOBUFS:
             self._park(ud)  # released by a later wait
         else:
-            self._push(ud, op)
-        self._put(ud, op)
+            self._push(ud)
         return None
 
     def recycle(self) -> None:
@@ -591,7 +606,7 @@ class Engine:
             ud = fifo.popleft()
             if ud in starved:  # else cancelled while parked
                 starved.discard(ud)
-                self._push(ud, self._get(ud))
+                self._push(ud)
                 n -= 1
         if not starved:
             fifo.clear()  # only cancelled ones were left
@@ -600,7 +615,8 @@ class Engine:
         op = self._take(ud)
         res = self._resubmit(ud, op, -errno.ECANCELED)
         if res is not None:
-            self._ready.extend((op if ud >> 32 == _RECV_SELECT else op[0], res, None))
+            self._pin(ud, None)
+            self._ready.extend((op, res, None))
 
     def wake(self) -> None:
         # _woken: a write whose CQE no wait has seen yet, so that wait will
@@ -636,6 +652,7 @@ class Engine:
             for ud in self._live_uds():
                 if ud in queued or ud in self._starved:
                     self._take(ud)  # never reached the kernel
+                    self._pin(ud, None)
             del q[:]
             self._mem.clear()
             self._starved.clear()
@@ -655,8 +672,9 @@ class Engine:
             lib.io_uring_queue_exit(ring)
             self._ring = None
             if not done and not _barrier(self._barrier_fd, 10.0):
-                _GRAVEYARD.append((self._ops, self._pool, self._br))  # never free what the kernel may touch
+                _GRAVEYARD.append((self._pins, self._pool, self._br))  # never free what the kernel may touch
         self._ops = [[] for _ in range(_KINDS)]
+        self._pins = [[] for _ in range(_KINDS)]
         self._live = 0
         self._closed = True
         if self._barrier_fd >= 0:
