@@ -19,7 +19,7 @@ How a request travels:
 
 Memory safety: an op in flight is the engine's token for it, held by the
 engine until its completion is returned, and the op holds the user's buffer
-and the memoryview given to the engine. An op is at the engine exactly while
+and the byte view of it given to the engine (a ``bytes`` itself). An op is at the engine exactly while
 it is its connection's ``read_head``/``write_head``. A deadline or ``free``
 asks the engine to cancel; the op still completes only when the engine says
 so, with whatever it moved (bytes that raced a deadline are delivered, never
@@ -109,7 +109,7 @@ class OpResult:
         "size",
         "error",  # None; while in flight, the error class of a requested cancel
         "_conn_state",  # the _Conn, or None when the op failed at submission
-        "_view",  # bytes memoryview of the user's buffer; None for swap reads
+        "_view",  # the user's buffer as bytes (see _bytes_view); None for swap reads
         "_need",  # bytes to move before completing: 0 for read, the buffer's size otherwise
         # The deadline (absolute time.monotonic() seconds) until the op is
         # filed, then its entry in the deadline heap; None when it has none or
@@ -126,7 +126,7 @@ class OpResult:
     size: int
     error: Any  # Optional[BaseException] for the user (see watcher.pyi)
     _conn_state: Optional["_Conn"]
-    _view: Optional[memoryview]
+    _view: Any  # Optional[bytes | bytearray | memoryview]
     _need: int
     _timer: Any  # float, list or None
     is_swap_buffer: bool
@@ -202,9 +202,17 @@ def _check_conn(conn: Any) -> None:
         )
 
 
-def _bytes_view(buf: Any, writable: bool) -> memoryview:
+def _bytes_view(buf: Any, writable: bool) -> Any:
+    """``buf`` as a flat sequence of bytes for the engine: a ``bytes`` itself
+    (immutable: no view to make), else a 1-D memoryview of unsigned bytes, whose
+    export keeps a bytearray from being resized while the op is pending. Either
+    way ``len()`` is its size in bytes."""
     cls = type(buf)
-    if cls is bytearray or (cls is bytes and not writable):  # the common cases, checked cheaply
+    if cls is bytes and not writable:  # the common cases, checked cheaply
+        if not buf:
+            raise EmptyBufferError("buf is empty: it must hold at least one byte")
+        return buf
+    if cls is bytearray:
         if not buf:
             raise EmptyBufferError("buf is empty: it must hold at least one byte")
         return memoryview(buf)
@@ -357,14 +365,14 @@ class Watcher:
         if buf is None:
             raise EmptyBufferError("buf is None: read_full needs a buffer to fill")
         view = _bytes_view(buf, True)
-        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), view.nbytes)
+        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), len(view))
 
     def write(self, ctx: Any, conn: Any, buf: Any) -> None:
         """Write all of ``buf`` to ``conn``. Keep ``buf`` unchanged until done."""
         if buf is None:
             raise EmptyBufferError("buf is None: there is nothing to write")
         view = _bytes_view(buf, False)
-        self._submit(_WRITE, ctx, conn, buf, view, None, view.nbytes)
+        self._submit(_WRITE, ctx, conn, buf, view, None, len(view))
 
     def write_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Any) -> None:
         """Like :meth:`write`, failing with ``DeadlineError`` (``size`` = bytes
@@ -372,7 +380,7 @@ class Watcher:
         if buf is None:
             raise EmptyBufferError("buf is None: there is nothing to write")
         view = _bytes_view(buf, False)
-        self._submit(_WRITE, ctx, conn, buf, view, _check_deadline(deadline), view.nbytes)
+        self._submit(_WRITE, ctx, conn, buf, view, _check_deadline(deadline), len(view))
 
     def _submit(
         self,
@@ -380,7 +388,7 @@ class Watcher:
         ctx: Any,
         conn: Any,
         buf: Any,
-        view: Optional[memoryview],
+        view: Any,
         deadline: Optional[float],
         need: int,
     ) -> None:
@@ -649,7 +657,7 @@ class Watcher:
         self._at_engine += 1
         view = op._view
         if op.size and view is not None:
-            view = view[op.size :]  # read_full: the rest of the buffer
+            view = memoryview(view)[op.size :]  # read_full: the rest of the buffer
         self._engine_recv(op, st.fd, view)
 
     def _start_write(self, st: _Conn, op: OpResult) -> None:
@@ -657,7 +665,7 @@ class Watcher:
         self._at_engine += 1
         view = op._view
         assert view is not None  # writes always have one
-        self._engine_send(op, st.fd, view[op.size :] if op.size else view)
+        self._engine_send(op, st.fd, memoryview(view)[op.size :] if op.size else view)
 
     def _next_read(self, st: _Conn) -> None:
         queue = st.reads

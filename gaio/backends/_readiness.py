@@ -76,12 +76,12 @@ class ReadinessEngine(ABC):
         self._swap = memoryview(bytearray(bufsize))
         self._swap_used = 0
         self._min_room = min(bufsize, MIN_SWAP_ROOM)
-        # Parked ops, indexed by fd: the token, and the memoryview (None for a
+        # Parked ops, indexed by fd: the token, and the buffer (None for a
         # swap receive); one slot per direction, which is also how cancel()
         # finds an op. The receive lists cover every fd below len(self._flags);
         # the send lists grow only when a send parks (most never do).
         self._recv_tok: List[Any] = []
-        self._recv_buf: List[Optional[memoryview]] = []
+        self._recv_buf: List[Any] = []
         self._send_tok: List[Any] = []
         self._send_buf: List[Any] = []
         # fd -> _DRAINED_RECV | _DRAINED_SEND | _HUNG_UP: a list of small ints
@@ -130,7 +130,7 @@ class ReadinessEngine(ABC):
     # fd is Any-typed here and in the helpers: the compiled twin then passes
     # the caller's int object to os.readv/os.write instead of boxing a new one
     # for each call.
-    def recv(self, token: Any, fd: Any, buf: Optional[memoryview]) -> None:
+    def recv(self, token: Any, fd: Any, buf: Any) -> None:
         i: int = fd  # (an int-typed index: native list access)
         if i >= len(self._flags):
             self._grow(fd)
@@ -151,7 +151,7 @@ class ReadinessEngine(ABC):
             self._recv_tok[i] = token
             self._recv_buf[i] = buf
 
-    def send(self, token: Any, fd: Any, buf: memoryview) -> None:
+    def send(self, token: Any, fd: Any, buf: Any) -> None:
         i: int = fd
         if i >= len(self._flags):
             self._grow(fd)
@@ -244,7 +244,7 @@ class ReadinessEngine(ABC):
         self._recv_tok.extend([None] * add)
         self._recv_buf.extend([None] * add)
 
-    def _recv_into(self, token: Any, fd: Any, buf: memoryview) -> bool:
+    def _recv_into(self, token: Any, fd: Any, buf: Any) -> bool:
         i: int = fd
         try:
             n = _readv(fd, (buf,))
@@ -284,7 +284,7 @@ class ReadinessEngine(ABC):
             self._complete(token, n, None)
         return True
 
-    def _send(self, token: Any, fd: Any, buf: memoryview) -> bool:
+    def _send(self, token: Any, fd: Any, buf: Any) -> bool:
         i: int = fd
         try:
             n = _write(fd, buf)

@@ -82,12 +82,14 @@ class Engine(Protocol):
     def detach(self, fd: int) -> None:
         """Stop watching ``fd``; nothing is outstanding on it."""
 
-    def recv(self, token: Any, fd: int, buf: Optional[memoryview]) -> None:
-        """Receive into ``buf`` (a writable byte memoryview), or into engine memory
+    def recv(self, token: Any, fd: int, buf: Any) -> None:
+        """Receive into ``buf`` (a bytearray or a writable 1-D memoryview of
+        unsigned bytes; ``len(buf)`` is its size), or into engine memory
         when ``buf`` is None. Completes once at least one byte, EOF or an error."""
 
-    def send(self, token: Any, fd: int, buf: memoryview) -> None:
-        """Send from ``buf``; completes once some bytes moved, or on error."""
+    def send(self, token: Any, fd: int, buf: Any) -> None:
+        """Send from ``buf`` (bytes, a bytearray or a 1-D memoryview of unsigned
+        bytes); completes once some bytes moved, or on error."""
 
     def cancel(self, fd: int, send: bool) -> None:
         """Ask for the send (``send``) or the receive outstanding on ``fd`` to

@@ -354,7 +354,7 @@ class Engine:
 
     # token and fd are Any (fd an int): the compiled twin then keeps the
     # caller's objects instead of boxing new ones per op.
-    def recv(self, token: Any, fd: Any, buf: Optional[memoryview]) -> None:
+    def recv(self, token: Any, fd: Any, buf: Any) -> None:
         if buf is None:
             ud = _RECV_SELECT << 32 | fd
             self._put(ud, token)
@@ -368,7 +368,7 @@ class Engine:
         self._pin(ud, self._from_buffer(buf, require_writable=True))
         self._push(ud)
 
-    def send(self, token: Any, fd: Any, buf: memoryview) -> None:
+    def send(self, token: Any, fd: Any, buf: Any) -> None:
         ud = _SEND << 32 | fd
         self._put(ud, token)
         self._pin(ud, self._from_buffer(buf))
