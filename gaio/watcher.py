@@ -559,6 +559,12 @@ class Watcher:
                     return None
                 pending, self._pending = self._pending, []
                 frees, self._frees = self._frees, []
+                # Nothing to hand the engine and nothing to return: decide to
+                # sleep now, in this critical section (a submitter that comes
+                # after it sees _sleeping and wakes the engine).
+                idle = not (pending or frees or results)
+                if idle:
+                    self._sleeping = True
             finally:
                 release()
             for new_op in pending:
@@ -573,6 +579,8 @@ class Watcher:
 
             if results:
                 wait_for: Optional[float] = 0.0
+            elif end is None and not self._deadlines:
+                wait_for = None
             else:
                 now = _monotonic()
                 wait_for = None if end is None else max(0.0, end - now)
@@ -581,15 +589,16 @@ class Watcher:
                     if wait_for is None or until_deadline < wait_for:
                         wait_for = until_deadline
             if wait_for != 0.0:
-                acquire()
-                try:
-                    # more work arrived (or close): go round instead of sleeping
-                    sleep = not (self._pending or self._frees or self._closed)
-                    self._sleeping = sleep
-                finally:
-                    release()
-                if not sleep:
-                    continue
+                if not idle:
+                    acquire()
+                    try:
+                        # more work arrived (or close): go round instead of sleeping
+                        sleep = not (self._pending or self._frees or self._closed)
+                        self._sleeping = sleep
+                    finally:
+                        release()
+                    if not sleep:
+                        continue
                 if self._dropped:
                     wait_for = 0.0
             try:

@@ -159,6 +159,8 @@ SWAP_POOL_BYTES: Final = 8 << 20
 SWAP_ENTRY_MAX: Final = 1 << 20
 _EMPTY: Final = memoryview(b"")
 _RETRY: Final = frozenset((-errno.EINTR, -errno.EAGAIN, -errno.ENOBUFS, -errno.ECANCELED))
+_ENTER_AGAIN: Final = frozenset((-errno.EBUSY, -errno.EAGAIN, -errno.EBADR))  # reap, then submit the rest
+_get_ident: Final = threading.get_ident
 _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
@@ -224,6 +226,10 @@ class Engine:
         self._q: List[int] = []
         self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
         self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
+        # and these every wait (no module-dict lookups of lib and ffi)
+        self._enter: Callable[..., int] = lib.gaio_enter
+        self._unpack: Callable[..., Any] = ffi.unpack
+        self._c_null: Any = ffi.NULL
         self._cancelled: set = set()
         # Swap reads parked (-ENOBUFS): the set says which, the deque their order.
         # A cancelled one leaves the set only; _release_starved skips it. (A dict
@@ -453,7 +459,7 @@ class Engine:
     def wait(self, timeout: Optional[float]) -> List[Any]:
         if self._closed:
             return []
-        tid = threading.get_ident()
+        tid = _get_ident()
         if tid != self._issuer:
             self._adopt(tid)
         if self._starved:
@@ -482,7 +488,7 @@ class Engine:
                 _copy_in(self._bids, returned, "H", 2)
                 returned.clear()
             mem = self._mem
-            got = lib.gaio_enter(lp, nq >> 2, nb, mem if mem else ffi.NULL, wait_ns)
+            got = self._enter(lp, nq >> 2, nb, mem if mem else self._c_null, wait_ns)
             taken = lp.taken
             if taken:
                 del q[:taken * 4]
@@ -491,7 +497,7 @@ class Engine:
             while got:
                 self._process(got, out)
                 got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq) if got == CQE_BATCH else 0
-            if not (self._q or lp.err in (-errno.EBUSY, -errno.EAGAIN, -errno.EBADR) or lp.overflow):
+            if not (self._q or lp.err in _ENTER_AGAIN or lp.overflow):
                 break
             wait_ns = 0
         if blocking:
@@ -510,7 +516,7 @@ class Engine:
         m32 = _M32
         # one list of 2n ints (see gaio_reap); typed, so that the compiled
         # twin compares and shifts machine ints
-        cq: List[int] = ffi.unpack(self._cq, 2 * n)
+        cq: List[int] = self._unpack(self._cq, 2 * n)
         for i in range(0, 2 * n, 2):
             ud = cq[i]
             word = cq[i + 1]
