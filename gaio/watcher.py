@@ -19,8 +19,8 @@ How a request travels:
 
 Memory safety: an op in flight is the engine's token for it, held by the
 engine until its completion is returned, and the op holds the user's buffer
-and the byte view of it given to the engine (a ``bytes`` itself). An op is at the engine exactly while
-it is its connection's ``read_head``/``write_head``. A deadline or ``free``
+and the byte view of it given to the engine (a ``bytes`` itself). An op is at
+the engine exactly while it is its connection's ``read_head``/``write_head``. A deadline or ``free``
 asks the engine to cancel; the op still completes only when the engine says
 so, with whatever it moved (bytes that raced a deadline are delivered, never
 dropped).
@@ -208,14 +208,10 @@ def _bytes_view(buf: Any, writable: bool) -> Any:
     export keeps a bytearray from being resized while the op is pending. Either
     way ``len()`` is its size in bytes."""
     cls = type(buf)
-    if cls is bytes and not writable:  # the common cases, checked cheaply
+    if cls is bytearray or (cls is bytes and not writable):  # the common cases, checked cheaply
         if not buf:
             raise EmptyBufferError("buf is empty: it must hold at least one byte")
-        return buf
-    if cls is bytearray:
-        if not buf:
-            raise EmptyBufferError("buf is empty: it must hold at least one byte")
-        return memoryview(buf)
+        return buf if cls is bytes else memoryview(buf)
     try:
         view = memoryview(buf)
     except TypeError:
@@ -561,8 +557,9 @@ class Watcher:
                 frees, self._frees = self._frees, []
                 # Nothing to hand the engine and nothing to return: decide to
                 # sleep now, in this critical section (a submitter that comes
-                # after it sees _sleeping and wakes the engine).
-                idle = not (pending or frees or results)
+                # after it sees _sleeping and wakes the engine). Not when
+                # polling: a wake would only end some later wait early.
+                idle = not (pending or frees or results) and timeout != 0.0
                 if idle:
                     self._sleeping = True
             finally:

@@ -49,7 +49,7 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
-from .base import Completions
+from .base import Completions, grown
 
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.
@@ -239,7 +239,7 @@ class ReadinessEngine(ABC):
     # -- helpers ----------------------------------------------------------------
     def _grow(self, fd: int) -> None:
         """Make the per-fd lists cover ``fd`` (doubling: amortised O(1))."""
-        add = max(fd + 1, 2 * len(self._flags), 64) - len(self._flags)
+        add = grown(len(self._flags), fd) - len(self._flags)
         self._flags.extend([0] * add)
         self._recv_tok.extend([None] * add)
         self._recv_buf.extend([None] * add)

@@ -59,8 +59,8 @@ kernel hands out the lowest free one), so an op costs one list slot, not a
 dict entry and a boxed key. A slot holds the front end's token until its
 completion is returned; a recv or send on the caller's memory also has a slot
 in ``_pins``, the cdata of that memory, which keeps the buffer exported (so
-pinned) until the CQE has arrived. Our internal user_data (cancel, wake) have bit 61 set,
-above any ``kind << 32 | fd``.
+pinned) until the CQE has arrived. Our internal user_data (cancel, wake) have
+bit 61 set, above any ``kind << 32 | fd``.
 
 **Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the user_data (``CQE_SKIP_SUCCESS``;
 failure CQEs are ignored). It is only a request: the target still posts its own
@@ -125,7 +125,7 @@ import select
 import threading
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
-from .base import TRANSIENT_ERRNOS, EngineUnavailable, run_signal_handlers
+from .base import TRANSIENT_ERRNOS, EngineUnavailable, grown, run_signal_handlers
 
 try:
     from .._uring import ffi, lib
@@ -388,7 +388,7 @@ class Engine:
         tab = self._ops[ud >> 32]
         fd = ud & _M32
         if fd >= len(tab):
-            tab.extend([None] * (max(fd + 1, 2 * len(tab), 64) - len(tab)))
+            tab.extend([None] * (grown(len(tab), fd) - len(tab)))
         tab[fd] = op
         self._live += 1
 
@@ -417,7 +417,7 @@ class Engine:
         if fd >= len(pins):
             if mem is None:
                 return
-            pins.extend([None] * (max(fd + 1, 2 * len(pins), 64) - len(pins)))
+            pins.extend([None] * (grown(len(pins), fd) - len(pins)))
         pins[fd] = mem
 
     def _live_uds(self) -> List[int]:
@@ -530,7 +530,7 @@ class Engine:
                     for target in self._live_uds():
                         self._q.extend((_CANCEL_UD, target, 0, _CANCEL << 32 | _M32))
                 continue
-            tab = ops[ud >> 32]
+            tab = ops[ud >> 32]  # (_take, inlined: once per completion)
             fd = ud & m32
             if fd >= len(tab):
                 continue
