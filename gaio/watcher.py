@@ -20,10 +20,10 @@ How a request travels:
 Memory safety: an op in flight is the engine's token for it, held by the
 engine until its completion is returned, and the op holds the user's buffer
 and the byte view of it given to the engine (a ``bytes`` itself). An op is at
-the engine exactly while it is its connection's ``read_head``/``write_head``. A deadline or ``free``
-asks the engine to cancel; the op still completes only when the engine says
-so, with whatever it moved (bytes that raced a deadline are delivered, never
-dropped).
+the engine exactly while it is its connection's ``read_head``/``write_head``.
+A deadline or ``free`` asks the engine to cancel; the op still completes only
+when the engine says so, with whatever it moved (bytes that raced a deadline
+are delivered, never dropped).
 
 Connections are keyed by ``id(conn)`` and the per-connection state holds a
 weak reference to the conn, so a dropped conn is noticed (its callback queues it

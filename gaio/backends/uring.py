@@ -438,13 +438,11 @@ class Engine:
         self._mem.append(mem)
 
     def cancel(self, fd: Any, send: bool) -> None:
-        if send:
-            ud = _SEND << 32 | fd
-        else:
-            ud = _RECV_SELECT << 32 | fd
-            if self._get(ud) is None:
-                ud = _RECV << 32 | fd
+        ud = (_SEND if send else _RECV_SELECT) << 32 | fd
         op = self._get(ud)
+        if op is None and not send:  # not a swap recv: one on the caller's memory?
+            ud = _RECV << 32 | fd
+            op = self._get(ud)
         if op is None or ud in self._cancelled:
             return
         if ud in self._starved:  # parked in Python: it moved nothing
