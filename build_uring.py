@@ -30,7 +30,6 @@ struct gaio_loop {
     char *pool;
     int64_t *cq;
     unsigned entries, size, cap;
-    int taken, err, overflow;
 };
 """
 
@@ -69,7 +68,7 @@ int gaio_bufring_register(struct io_uring *r, void *br, unsigned entries, int bg
 void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigned size,
                       const uint16_t *bids, unsigned n);
 
-""" + LOOP_STRUCT + r"""unsigned gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns);
+""" + LOOP_STRUCT + r"""long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns);
 unsigned gaio_reap(struct io_uring *r, unsigned cap, int64_t *cq);
 """
 
@@ -227,16 +226,18 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
    cancel target. l->bids holds nb provided-buffer ids the user is done with.
    Hand those buffers back, prepare ops [0, n), submit them (in chunks when
    the SQ fills), then wait up to wait_ns (<0: forever, 0: not at all) for one
-   completion, and copy up to l->cap CQEs to l->cq (see gaio_reap). Sets
-   l->taken = ops taken from the records, l->err = 0 or the -errno that stopped
-   submission or waiting (EBUSY/EAGAIN/EINTR/ETIME: try again), l->overflow =
+   completion, and copy up to l->cap CQEs to l->cq (see gaio_reap).
+   Returns one integer, so that Python reads no struct fields: the CQEs
+   copied (bits 0-23), the ops taken from the records (bits 24-55), and bit 56
+   set when the caller should enter again at once: submission or waiting
+   stopped on EBUSY, EAGAIN or EBADR (reap, then submit the rest), or
    completions wait in the kernel's overflow list. */
-unsigned gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns)
+long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns)
 {
     struct io_uring *r = l->ring;
     const uint64_t *op;
     unsigned i = 0, got;
-    int ret = 0;
+    int ret = 0, again;
     if (nb)
         gaio_bufring_add(l->br, l->entries, 0, l->pool, l->size, l->bids, nb);
     while (i < n) {
@@ -253,7 +254,6 @@ unsigned gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, lo
                   (uint32_t) op[2], mem);
         i++;
     }
-    l->taken = (int) i;
     if (ret >= 0) {
         if (wait_ns == 0 || io_uring_cq_ready(r) || io_uring_cq_has_overflow(r)) {
             ret = io_uring_submit_and_get_events(r);
@@ -267,10 +267,10 @@ unsigned gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, lo
             ret = io_uring_submit_and_wait_timeout(r, &cqe, 1, &ts, NULL);
         }
     }
-    l->err = ret < 0 ? ret : 0;
+    again = ret == -EBUSY || ret == -EAGAIN || ret == -EBADR;
     got = gaio_drain(r, l->cap, l->cq);
-    l->overflow = io_uring_cq_has_overflow(r);
-    return got;
+    again = again || io_uring_cq_has_overflow(r);
+    return (long long) got | (long long) i << 24 | (long long) again << 56;
 }
 """
 
