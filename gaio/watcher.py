@@ -523,12 +523,18 @@ class Watcher:
             if self._in_wait:
                 raise RuntimeError("wait_io is already running in another thread")
             self._in_wait = True
+            # The first round's take of work (see _run), in this critical
+            # section: one lock round less per call.
+            pending, self._pending = self._pending, []
+            frees, self._frees = self._frees, []
+            if timeout != 0.0 and not self._results:
+                self._sleeping = True
         finally:
             self._release()
         results: Optional[List[OpResult]] = None
         try:
             self._pin_loop_thread()
-            results = self._run(timeout)
+            results = self._run(timeout, pending, frees)
         finally:
             self._acquire()
             try:
@@ -543,28 +549,27 @@ class Watcher:
             raise WatcherClosedError("watcher closed")
         return results
 
-    def _run(self, timeout: Optional[float]) -> Optional[List[OpResult]]:
+    def _run(
+        self, timeout: Optional[float], pending: List[OpResult], frees: List[_Conn]
+    ) -> Optional[List[OpResult]]:
+        """The loop of wait_io: hand the engine the work taken from other
+        threads (``pending``, ``frees``: the first round's, taken by wait_io),
+        wait, turn completions into results; again until there are results or
+        the timeout expired. None when the watcher was closed meanwhile.
+
+        The sleep flag is raised where the work is taken, under _lock, whenever
+        this round may block (no results yet, not polling): a submitter that
+        comes later sees it and wakes the engine, and such a wake-up sticks
+        until the engine's next wait, so none is lost between taking the work
+        and blocking. One that comes while this round does not block after all
+        (the work it took made results) only ends the next wait early.
+        """
         engine = self._engine
         engine.recycle()  # last call's swap buffers are the user's no more
         end = None if timeout is None else _monotonic() + timeout
         results = self._results  # refilled below; handed over (and replaced) on return
         acquire, release = self._acquire, self._release
         while True:
-            acquire()
-            try:
-                if self._closed:
-                    return None
-                pending, self._pending = self._pending, []
-                frees, self._frees = self._frees, []
-                # Nothing to hand the engine and nothing to return: decide to
-                # sleep now, in this critical section (a submitter that comes
-                # after it sees _sleeping and wakes the engine). Not when
-                # polling: a wake would only end some later wait early.
-                idle = not (pending or frees or results) and timeout != 0.0
-                if idle:
-                    self._sleeping = True
-            finally:
-                release()
             for new_op in pending:
                 self._enqueue(new_op)
             for st in frees:
@@ -575,7 +580,7 @@ class Watcher:
                 cpu, self._poller_cpu = self._poller_cpu, None
                 engine.set_poller_affinity(cpu)
 
-            if results:
+            if results or self._dropped:
                 wait_for: Optional[float] = 0.0
             elif end is None and not self._deadlines:
                 wait_for = None
@@ -586,19 +591,6 @@ class Watcher:
                     until_deadline = max(0.0, self._deadlines[0][0] - now)
                     if wait_for is None or until_deadline < wait_for:
                         wait_for = until_deadline
-            if wait_for != 0.0:
-                if not idle:
-                    acquire()
-                    try:
-                        # more work arrived (or close): go round instead of sleeping
-                        sleep = not (self._pending or self._frees or self._closed)
-                        self._sleeping = sleep
-                    finally:
-                        release()
-                    if not sleep:
-                        continue
-                if self._dropped:
-                    wait_for = 0.0
             try:
                 completions = engine.wait(wait_for)
             except (OSError, ValueError) as exc:
@@ -617,6 +609,16 @@ class Watcher:
             if results or (end is not None and _monotonic() >= end):
                 self._results = []  # the batch is the caller's: hold no reference
                 return results
+            acquire()
+            try:
+                if self._closed:
+                    return None
+                pending, self._pending = self._pending, []
+                frees, self._frees = self._frees, []
+                if timeout != 0.0:  # (no results: they would have been returned)
+                    self._sleeping = True
+            finally:
+                release()
 
     def _enqueue(self, op: OpResult) -> None:
         st = op._conn_state
