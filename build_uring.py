@@ -69,6 +69,8 @@ void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigne
                       const uint16_t *bids, unsigned n);
 
 """ + LOOP_STRUCT + r"""long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns);
+long long gaio_enter1(struct gaio_loop *l, uint64_t ud, uint64_t arg, uint64_t len, uint64_t kind_fd,
+                      void *mem, unsigned nb, long long wait_ns);
 unsigned gaio_reap(struct io_uring *r, unsigned cap, int64_t *cq);
 """
 
@@ -271,6 +273,20 @@ long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, l
     got = gaio_drain(r, l->cap, l->cq);
     again = again || io_uring_cq_has_overflow(r);
     return (long long) got | (long long) i << 24 | (long long) again << 56;
+}
+
+/* gaio_enter for exactly one queued op, its record's four words passed as
+   arguments and its memory (or NULL) as the only entry of mem: a round trip
+   with one op in flight, the common case at low load, skips building the
+   records array and the mem array in Python (about 300 ns a call). */
+long long gaio_enter1(struct gaio_loop *l, uint64_t ud, uint64_t arg, uint64_t len, uint64_t kind_fd,
+                      void *mem, unsigned nb, long long wait_ns)
+{
+    l->recs[0] = ud;
+    l->recs[1] = arg;
+    l->recs[2] = len;
+    l->recs[3] = kind_fd;
+    return gaio_enter(l, 1, nb, &mem, wait_ns);
 }
 """
 

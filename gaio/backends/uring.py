@@ -235,6 +235,7 @@ class Engine:
         self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
         # and these every wait (no module-dict lookups of lib and ffi)
         self._enter: Callable[..., int] = lib.gaio_enter
+        self._enter1: Callable[..., int] = lib.gaio_enter1
         self._unpack: Callable[..., Any] = ffi.unpack
         self._c_null: Any = ffi.NULL
         self._cancelled: set = set()
@@ -485,17 +486,23 @@ class Engine:
         for _ in range(64):  # more than once only on a full SQ/CQ or a long queue
             q = self._q
             nq = len(q)
-            if nq:
-                if nq > self._recs_cap:
-                    self._grow_records(nq)
-                _copy_in(self._recs, q, "Q", 8)
             returned = self._returned
             nb = len(returned)
             if nb:
                 _copy_in(self._bids, returned, "H", 2)
                 returned.clear()
             mem = self._mem
-            rv: int = self._enter(lp, nq >> 2, nb, mem if mem else self._c_null, wait_ns)
+            if nq == 4 and len(mem) <= 1:
+                # one op (a round trip with one op in flight): its record and
+                # memory as arguments, no arrays to build (see gaio_enter1)
+                one = mem[0] if mem else self._c_null
+                rv: int = self._enter1(lp, q[0], q[1], q[2], q[3], one, nb, wait_ns)
+            else:
+                if nq:
+                    if nq > self._recs_cap:
+                        self._grow_records(nq)
+                    _copy_in(self._recs, q, "Q", 8)
+                rv = self._enter(lp, nq >> 2, nb, mem if mem else self._c_null, wait_ns)
             taken = (rv >> _TAKEN_SHIFT) & _TAKEN_MASK
             if taken:
                 if taken * 4 == nq:
