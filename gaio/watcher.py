@@ -523,12 +523,9 @@ class Watcher:
             if self._in_wait:
                 raise RuntimeError("wait_io is already running in another thread")
             self._in_wait = True
-            # The first round's take of work (see _run), in this critical
-            # section: one lock round less per call.
-            pending, self._pending = self._pending, []
-            frees, self._frees = self._frees, []
-            if timeout != 0.0 and not self._results:
-                self._sleeping = True
+            # the first round's work (see _run), in this critical section:
+            # one lock round less per call
+            pending, frees = self._take_work(timeout != 0.0 and not self._results)
         finally:
             self._release()
         results: Optional[List[OpResult]] = None
@@ -613,12 +610,18 @@ class Watcher:
             try:
                 if self._closed:
                     return None
-                pending, self._pending = self._pending, []
-                frees, self._frees = self._frees, []
-                if timeout != 0.0:  # (no results: they would have been returned)
-                    self._sleeping = True
+                pending, frees = self._take_work(timeout != 0.0)  # (no results here)
             finally:
                 release()
+
+    def _take_work(self, may_block: bool) -> Tuple[List[OpResult], List[_Conn]]:
+        """Under _lock: take what other threads queued for the loop, and raise
+        the sleep flag if the round may block (see _run)."""
+        pending, self._pending = self._pending, []
+        frees, self._frees = self._frees, []
+        if may_block:
+            self._sleeping = True
+        return pending, frees
 
     def _enqueue(self, op: OpResult) -> None:
         st = op._conn_state
