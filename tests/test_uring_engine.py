@@ -110,6 +110,29 @@ def test_recv_send_user_buffers(engine, pairs):
     engine.detach(a.fileno())
 
 
+def test_ops_left_after_a_partial_take_keep_their_memory(engine, pairs):
+    """gaio_enter may take fewer queued ops than offered (the kernel refused a
+    submit: EBUSY, EAGAIN); the rest stay queued, their records indexing the
+    memory list of the first call. They must go out with their own memory on
+    the next enters, also when one op is left: gaio_enter1 (one op, memory as
+    an argument) must not take one whose memory is not the list's only entry."""
+    real = engine._enter
+    offered = []
+
+    def one_at_a_time(lp, n, nb, mem, wait_ns):
+        offered.append(n)
+        return real(lp, min(n, 1), nb, mem, wait_ns)
+
+    engine._enter = one_at_a_time
+    ps = pairs(3)
+    for i, (a, _) in enumerate(ps):
+        engine.send(i + 1, a.fileno(), memoryview(b"payload-%d" % i))
+    assert collect(engine, 3) == {i + 1: (9, None) for i in range(3)}
+    assert 1 in offered  # the last op went the general way, memory list and all
+    for i, (_, b) in enumerate(ps):
+        assert b.recv(64) == b"payload-%d" % i
+
+
 def test_send_to_closed_peer_is_epipe_not_sigpipe(engine, pairs):
     (a, b), = pairs()
     b.close()
