@@ -3,7 +3,8 @@
 liburing is linked statically (``liburing.a``), so the built extension needs no
 ``liburing.so`` at run time. Only liburing 2.3 API is used. The hot path is two
 calls: :c:func:`gaio_enter` returns used buffers, prepares N queued ops,
-submits them, optionally waits, and copies completions out; :c:func:`gaio_reap`
+submits them, optionally waits, and copies completions out (or
+:c:func:`gaio_enter1`, the same for one op passed as arguments); :c:func:`gaio_reap`
 copies more completions out without a system call. Python thus crosses into C
 about once per batch.
 cffi releases the GIL around every call; none of these functions touch Python

@@ -12,7 +12,8 @@ ints (4 words per op; a recv's or send's memory is an index into the list
 ``_mem`` of their cdata, which cffi turns into one C array per call). They
 become one ``array('Q')`` and cross into C once per ``wait``: ``gaio_enter``
 prepares them, submits (in chunks when the SQ fills), waits and copies up to
-4096 CQEs out.
+4096 CQEs out. A lone queued op skips both arrays: ``gaio_enter1`` takes its
+record and memory as arguments (about 300 ns less per wait at low load).
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
 ``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
