@@ -14,9 +14,11 @@ A failed compile of either only prints a warning: the build never fails
 because of them.
 """
 
+import glob
 import hashlib
 import os
 import platform
+import re
 import sys
 
 from setuptools import setup
@@ -116,6 +118,112 @@ def _write_twin(source, digest):
     return twin
 
 
+def _docstrings(twins):
+    """The docstrings in the twins, keyed by the names mypyc gives the C tables
+    of their classes and modules ("_native_watcher___Watcher") and the entry's
+    name (None for the class itself)."""
+    import ast
+
+    docs = {}
+    for twin in twins:
+        prefix = os.path.basename(twin)[:-3]
+        with open(os.path.join(HERE, twin), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                doc = ast.get_docstring(node, clean=False)
+                if doc:
+                    docs[(f"{prefix}module", node.name)] = doc
+            elif isinstance(node, ast.ClassDef):
+                key = f"{prefix}___{node.name}"
+                doc = ast.get_docstring(node, clean=False)
+                if doc:
+                    docs[(key, None)] = doc
+                for item in node.body:
+                    doc = ast.get_docstring(item, clean=False) if isinstance(item, ast.FunctionDef) else None
+                    if doc:  # (a property's getter comes before its setter: it wins)
+                        docs.setdefault((key, item.name), doc)
+    return docs
+
+
+def _c_string(text):
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif 32 <= byte < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _with_docstrings(c_source, docs):
+    """``c_source`` (mypyc's output) with the docstrings put back: mypyc writes
+    only a text signature where CPython keeps a docstring, so ``help()`` on a
+    compiled class would show nothing. Walks the method, getset and type tables
+    line by line; anything it does not recognise stays as it is."""
+    table = re.compile(r"\s*static Py(?:MethodDef|GetSetDef) (\w+?)(?:_methods|_getseters)\[\] = \{")
+    type_slot = re.compile(r"\s*\.tp_(?:new|dealloc|getset|methods) = [^,]*?(\w+?)(?:_new|_dealloc|_getseters|_methods),")
+    entry = re.compile(r'\s*\{"(\w+)",')
+    doc_slot = re.compile(r'PyDoc_STR\("((?:[^"\\]|\\.)*)"\)')
+    out = []
+    key = name = None
+    for line in c_source.splitlines(keepends=True):
+        m = table.match(line) or type_slot.match(line)
+        if m:
+            key, name = m.group(1), None
+        elif entry.match(line):
+            name = entry.match(line).group(1)
+        elif key is not None:
+            m = doc_slot.search(line)
+            if m and (".tp_doc" in line) == (name is None):
+                doc = docs.get((key, name))
+                if doc and m.group(1).endswith("\\n--\\n\\n"):  # the signature mypyc wrote
+                    line = line[: m.end(1) + 1] + " " + _c_string(doc) + line[m.end(1) + 1 :]
+            elif name is not None and line.strip() in ("NULL, NULL},", "NULL, NULL, NULL},"):
+                doc = docs.get((key, name))  # a property: its doc slot is NULL
+                if doc:
+                    doc = f"PyDoc_STR({_c_string(doc)})"
+                    if line.strip() == "NULL, NULL, NULL},":
+                        line = line.replace("NULL, NULL, NULL},", f"NULL, {doc}, NULL}},")
+                    else:
+                        line = line.replace("NULL, NULL},", f"{doc}, NULL}},")
+            if line.strip() == "};":
+                key = name = None
+        out.append(line)
+    return "".join(out)
+
+
+def _keep_docstrings(extensions, twins, before):
+    """Put the twins' docstrings into mypyc's C sources. ``before``: path ->
+    (text, mtime) of the sources as the last build left them; one that comes
+    out the same keeps its mtime, so an unchanged build is not compiled again."""
+    docs = _docstrings(twins)
+    for ext in extensions:
+        for path in ext.sources:
+            if not path.endswith(".c"):
+                continue
+            with open(path, encoding="utf-8") as f:
+                text = _with_docstrings(f.read(), docs)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            old = before.get(path)
+            if old is not None and old[0] == text:
+                os.utime(path, ns=(old[1], old[1]))
+
+
+def _c_sources_now():
+    found = {}
+    for path in glob.glob(os.path.join("build", "*.c")):
+        with open(path, encoding="utf-8") as f:
+            found[path] = (f.read(), os.stat(path).st_mtime_ns)
+    return found
+
+
 def _native_extensions():
     if os.environ.get("GAIO_NO_MYPYC") == "1":
         _warn("gaio: GAIO_NO_MYPYC=1, the hot path runs as Python")
@@ -132,7 +240,10 @@ def _native_extensions():
     try:
         digest = _sources_digest()
         twins = [_write_twin(src, digest) for src in NATIVE_SOURCES]
-        return mypycify(twins, opt_level="3", debug_level="1")
+        before = _c_sources_now()
+        extensions = mypycify(twins, opt_level="3", debug_level="1")
+        _keep_docstrings(extensions, twins, before)
+        return extensions
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a type error, a missing compiler...
         _warn(f"gaio: mypyc could not compile the hot path ({exc!r}); it runs as Python")
         return []

@@ -57,3 +57,21 @@ def test_pure_python_switch(monkeypatch):
 def test_implementation_names_what_runs():
     assert gaio.implementation in ("mypyc", "python")
     assert (gaio.implementation == "mypyc") == _native.compiled(importlib.import_module(gaio.Watcher.__module__))
+
+
+@needs_twins
+def test_compiled_classes_keep_their_docstrings():
+    # mypyc writes only a text signature where CPython keeps a docstring;
+    # setup.py puts the source's docstrings back, so help() reads the same.
+    source, twin = importlib.import_module("gaio.watcher"), _twin("gaio.watcher")
+    checked = 0
+    for cls_name in ("Watcher", "OpResult"):
+        src_cls, bin_cls = getattr(source, cls_name), getattr(twin, cls_name)
+        assert bin_cls.__doc__ == src_cls.__doc__
+        for name, attr in vars(src_cls).items():
+            if not name.startswith("_") and isinstance(attr, (property, type(lambda: None))):
+                assert attr.__doc__, f"{cls_name}.{name} has no docstring"
+                assert getattr(bin_cls, name).__doc__ == attr.__doc__, f"{cls_name}.{name}"
+                checked += 1
+    assert checked >= 15  # the methods and properties of both classes
+    assert "ctx, conn, buf=None" in str(twin.Watcher.read.__text_signature__)  # the signature stays
