@@ -457,3 +457,27 @@ def test_engine_failure_raises_poller_closed(backend, pair):
     w.close()
     b.settimeout(5)
     assert b.recv(4) == b""  # the connection was released
+
+
+def test_watcher_can_be_subclassed(backend, pair):
+    # Also in the compiled build (mypyc classes refuse interpreted subclasses
+    # unless told otherwise); a subclass instance takes weak references and
+    # attributes of its own, as the source's class does.
+    import weakref
+
+    class Echo(gaio.Watcher):
+        def echo_once(self, conn) -> bytes:
+            self.read("ctx", conn, None)
+            (res,) = collect(self, 1)
+            return bytes(res.buffer[: res.size])
+
+    a, b = pair
+    w = Echo(backend=backend)
+    try:
+        w.label = "mine"
+        ref = weakref.ref(w)
+        b.sendall(b"ping")
+        assert w.echo_once(a) == b"ping"
+        assert ref() is w and w.label == "mine" and w.backend == backend
+    finally:
+        w.close()
