@@ -231,10 +231,12 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
    the SQ fills), then wait up to wait_ns (<0: forever, 0: not at all) for one
    completion, and copy up to l->cap CQEs to l->cq (see gaio_reap).
    Returns one integer, so that Python reads no struct fields: the CQEs
-   copied (bits 0-23), the ops taken from the records (bits 24-55), and bit 56
+   copied (bits 0-23), the ops taken from the records (bits 24-55), bit 56
    set when the caller should enter again at once: submission or waiting
    stopped on EBUSY, EAGAIN or EBADR (reap, then submit the rest), or
-   completions wait in the kernel's overflow list. */
+   completions wait in the kernel's overflow list; and bit 57 set on EEXIST:
+   the ring is bound to another thread (SINGLE_ISSUER), so this call
+   submitted nothing (it then reports no op taken) and waited for nothing. */
 long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns)
 {
     struct io_uring *r = l->ring;
@@ -273,7 +275,10 @@ long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, l
     again = ret == -EBUSY || ret == -EAGAIN || ret == -EBADR;
     got = gaio_drain(r, l->cap, l->cq);
     again = again || io_uring_cq_has_overflow(r);
-    return (long long) got | (long long) i << 24 | (long long) again << 56;
+    if (ret == -EEXIST)
+        i = 0; /* prepared in a ring that is not ours to submit to: still queued */
+    return (long long) got | (long long) i << 24 | (long long) again << 56
+           | (long long) (ret == -EEXIST) << 57;
 }
 
 /* gaio_enter for exactly one queued op, its record's four words passed as

@@ -403,6 +403,34 @@ def test_thread_change_between_calls(engine, pairs):
     engine.cancel(b.fileno(), False)  # nothing there: ignored
 
 
+def test_thread_with_a_reused_id_moves_to_a_new_ring(engine, pairs):
+    # The ring binds to the first thread that waits. Once that thread exited,
+    # the next one usually gets its pthread id (glibc reuses them), so the id
+    # says "same thread" while the kernel refuses it (-EEXIST): the engine
+    # must move to a new ring then, not spin on a ring that is not its own.
+    (a, b), = pairs()
+    buf = bytearray(8)
+    engine.recv(1, a.fileno(), memoryview(buf))
+    idents, out = [], []
+
+    def drive(want):
+        idents.append(threading.get_ident())
+        try:
+            out.append(collect(engine, want, timeout=5.0) if want else engine.wait(0))
+        except BaseException as exc:  # noqa: BLE001
+            out.append(exc)
+
+    for want in (0, 1):
+        if want:
+            b.send(b"data")
+        t = threading.Thread(target=drive, args=(want,))
+        t.start()
+        t.join(10.0)
+    assert out == [[], {1: (4, None)}]
+    assert bytes(buf[:4]) == b"data"
+    # (when glibc gave the second thread another id, the ordinary move was tested)
+
+
 def test_thread_change_keeps_cancel(engine, pairs):
     (a, _), = pairs()
     engine.recv(1, a.fileno(), memoryview(bytearray(4)))

@@ -86,7 +86,11 @@ task work of a dying ring ends in ``-ECANCELED`` without doing I/O), wait for
 the kernel to free it, and resubmit the stranded ops on a fresh ring. After two
 migrations the new ring is *shared* (plain flags: no COOP_TASKRUN either, since
 task work of a sleeping submitter would then never run); shared rings serve any
-thread. Without DEFER_TASKRUN support we start shared.
+thread. Without DEFER_TASKRUN support we start shared. A new thread is told
+by its ``threading.get_ident()``, but pthread ids are reused: a thread started
+after the issuer exited may get its id. Its enter then fails with ``-EEXIST``
+(``gaio_enter`` reports that in its result, having submitted nothing), and we
+migrate then.
 
 **Every ready completion, every wait.** Under DEFER_TASKRUN one
 ``io_uring_enter`` runs only a few task-work items (about 20 since Linux 6.13),
@@ -165,6 +169,7 @@ _GOT_MASK: Final = (1 << 24) - 1
 _TAKEN_SHIFT: Final = 24
 _TAKEN_MASK: Final = (1 << 32) - 1
 _AGAIN_SHIFT: Final = 56
+_FOREIGN_SHIFT: Final = 57  # EEXIST: the ring is bound to another thread
 _get_ident: Final = threading.get_ident
 _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
@@ -515,6 +520,18 @@ class Engine:
             while got:
                 self._process(got, out)
                 got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq) if got == CQE_BATCH else 0
+            if rv >> _FOREIGN_SHIFT & 1:
+                # The ring is bound to another thread, though this one has
+                # its thread id: the issuer has exited and its id was reused
+                # (pthread ids are). Move to a new ring as for any new thread
+                # and go again; what the move reaps is ready at once.
+                self._adopt(tid)
+                if self._ready:
+                    out.extend(self._ready)
+                    self._ready = []
+                if out:
+                    wait_ns = 0
+                continue
             if not (self._q or rv >> _AGAIN_SHIFT):
                 break
             wait_ns = 0
@@ -692,6 +709,7 @@ class Engine:
                     if not self._live:
                         break
                 done = not self._live
+                ring = self._ring  # (a wait may have moved to a new ring)
             lib.io_uring_queue_exit(ring)
             self._ring = None
             if not done and not _barrier(self._barrier_fd, 10.0):
