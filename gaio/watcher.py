@@ -79,6 +79,12 @@ _monotonic: Final = time.monotonic
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 _EMPTY: Final = memoryview(b"")
+# The longest one engine wait may be asked for (seconds); a longer timeout or a
+# far deadline (a year, inf) is waited for in such steps. Every engine can
+# express it: epoll counts milliseconds in an int (24.8 days at most), io_uring
+# nanoseconds in 64 bits.
+_MAX_WAIT: Final = 3600.0
+_SO_ACCEPTCONN: Final[int] = getattr(socket, "SO_ACCEPTCONN", -1)  # -1: not on this platform
 _thread_ids: Final = threading.local()  # .tid: the native id of the thread, once asked
 
 
@@ -226,6 +232,8 @@ def _bytes_view(buf: Any, writable: bool) -> Any:
     except TypeError:
         kind = "writable bytes-like object (bytearray, memoryview, array)" if writable else "bytes-like object"
         raise TypeError(f"buf must be a {kind}, not {type(buf).__name__}") from None
+    if not view.nbytes:  # (before the read-only check: b"" is empty first)
+        raise EmptyBufferError("buf is empty: it must hold at least one byte")
     if writable and view.readonly:
         raise TypeError(
             f"buf is read-only ({type(buf).__name__}); a read needs a writable buffer such as bytearray"
@@ -234,9 +242,25 @@ def _bytes_view(buf: Any, writable: bool) -> Any:
         raise TypeError("buf must be a C-contiguous buffer")
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
-    if not view.nbytes:
-        raise EmptyBufferError("buf is empty: it must hold at least one byte")
     return view
+
+
+def _listening(conn: Any, fd: int) -> bool:
+    """Is ``conn`` (a socket, descriptor ``fd``) a listening socket? Engines
+    differ there (a read fails at once on epoll, waits for a client on
+    io_uring), so the watcher refuses one itself, as a read would."""
+    if _SO_ACCEPTCONN < 0:
+        return False
+    try:
+        if isinstance(conn, socket.socket):
+            return bool(conn.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN))
+        probe = socket.socket(fileno=fd)
+        try:
+            return bool(probe.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN))
+        finally:
+            probe.detach()  # the descriptor stays the conn's
+    except OSError:  # no such option here (some BSDs): let the engine tell
+        return False
 
 
 def _check_deadline(deadline: Any) -> Optional[float]:
@@ -441,6 +465,8 @@ class Watcher:
         except OSError as exc:
             op.error = exc
             return None
+        except ValueError:  # what closed io objects raise ("I/O operation on closed file")
+            fd = -1
         if not isinstance(fd, int) or fd < 0:
             op.error = ConnClosedError("conn is closed (its fileno() is -1)")
             return None
@@ -451,6 +477,9 @@ class Watcher:
             return None
         if not is_socket:
             op.error = UnsupportedError(f"conn's descriptor {fd} is not a socket")
+            return None
+        if _listening(conn, fd):  # not a connection: refused, and left to its owner
+            op.error = _os_error(-errno.ENOTCONN)
             return None
         try:
             if isinstance(conn, socket.socket):
@@ -596,10 +625,10 @@ class Watcher:
                 wait_for = None
             else:
                 now = _monotonic()
-                wait_for = None if end is None else max(0.0, end - now)
+                wait_for = _MAX_WAIT if end is None else min(_MAX_WAIT, max(0.0, end - now))
                 if self._deadlines:
                     until_deadline = max(0.0, self._deadlines[0][0] - now)
-                    if wait_for is None or until_deadline < wait_for:
+                    if until_deadline < wait_for:
                         wait_for = until_deadline
             try:
                 completions = engine.wait(wait_for)

@@ -526,6 +526,41 @@ def test_caller_closed_socket_accepted_then_error(w, net, call):
     assert isinstance(res[0].error, BaseException)
 
 
+class ClosedIO:
+    """A closed io-like object: fileno() raises ValueError, as io objects do."""
+
+    def fileno(self):
+        raise ValueError("I/O operation on closed file")
+
+
+@pytest.mark.parametrize("call", sorted(SUBMITS))
+def test_closed_io_object_accepted_then_conn_closed(w, net, call):
+    obj = ClosedIO()
+    SUBMITS[call](w, obj)  # accepted, like a closed socket: must not raise
+    res = collect(w, 1)
+    assert len(res) == 1 and res[0].conn is obj
+    assert isinstance(res[0].error, gaio.ConnClosedError)
+
+
+@pytest.mark.parametrize("call", sorted(SUBMITS))
+def test_listening_socket_delivers_enotconn_at_once(w, net, call):
+    # Not a connection: every engine fails the op at once (io_uring would
+    # otherwise wait for a client to connect), and the listener stays its owner's.
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    net.keep(lst)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    SUBMITS[call](w, lst)
+    res = collect(w, 1, timeout=2.0)
+    assert len(res) == 1 and res[0].conn is lst
+    assert isinstance(res[0].error, OSError) and res[0].error.errno == errno.ENOTCONN
+    assert lst.fileno() != -1
+    c = socket.create_connection(lst.getsockname(), timeout=2.0)
+    net.keep(c)
+    s, _ = lst.accept()
+    net.keep(s)
+
+
 @pytest.mark.parametrize("call", sorted(SUBMITS))
 def test_non_socket_descriptor_delivers_unsupported(w, net, call):
     r, wfd = os.pipe()
@@ -591,8 +626,11 @@ def test_write_empty_buffer_raises_at_once(w, net, call, buf):
     assert w.wait_io(0) == []
 
 
-@pytest.mark.parametrize("buf", [None, bytearray(), memoryview(bytearray())], ids=["None", "bytearray", "memoryview"])
+@pytest.mark.parametrize(
+    "buf", [None, b"", bytearray(), memoryview(bytearray())], ids=["None", "bytes", "bytearray", "memoryview"]
+)
 def test_read_full_empty_buffer_raises_at_once(w, net, buf):
+    # (b"" is empty and read-only: empty is what it is told first, as in Go)
     a, b = net.spair()
     with pytest.raises(gaio.EmptyBufferError) as ei:
         w.read_full(None, a, buf)
@@ -1427,6 +1465,28 @@ def test_deadline_none_means_no_deadline(w, net):
     res = collect(w, 2)
     assert [r.context for r in res] == ["r", "f"]
     assert all(r.error is None for r in res)
+
+
+@pytest.mark.parametrize("far", [30 * 86400.0, 1e12, float("inf")], ids=["30days", "1e12s", "inf"])
+def test_far_deadlines_and_long_timeouts_work(w, net, far):
+    # Beyond what one engine wait can say (epoll: 24.8 days in ms; io_uring:
+    # 292 years in ns): wait_io waits in steps, and nothing else is disturbed.
+    a, b = net.spair()
+    w.read_timeout("far", a, bytearray(3), time.monotonic() + far)
+    w.write_timeout("w", a, b"abc", time.monotonic() + far)
+    got = []
+    t, box = blocked_wait_io(w, far)
+    t.join(2.0)
+    got.extend(box.get("res", []))
+    assert "exc" not in box, box.get("exc")
+    assert [r.context for r in got] == ["w"] and got[0].error is None
+    assert recv_exact(b, 3) == b"abc"
+    b.sendall(b"xyz")
+    t, box = blocked_wait_io(w, far)  # data on the way: returns once it is read
+    t.join(2.0)
+    assert "exc" not in box, box.get("exc")
+    res = box.get("res", [])
+    assert [r.context for r in res] == ["far"] and res[0].error is None and data_of(res[0]) == b"xyz"
 
 
 # 7. free -------------------------------------------------------------------------
