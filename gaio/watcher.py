@@ -318,7 +318,11 @@ class Watcher:
         self._engine_recv: Callable[..., None] = self._engine.recv
         self._engine_send: Callable[..., None] = self._engine.send
         self._bufsize = bufsize
-        self._lock = threading.Lock()
+        # Reentrant: the cyclic GC may run a user's finalizer at any allocation,
+        # also inside one of our critical sections, and a finalizer that calls
+        # free() (a common idiom) must not deadlock its own thread. (An RLock
+        # round costs about 14 ns more than a Lock's.)
+        self._lock = threading.RLock()
         # The hot paths take the lock through these bound methods: a ``with``
         # in the compiled twin looks __enter__ and __exit__ up on every use.
         self._acquire: Callable[[], Any] = self._lock.acquire
@@ -488,7 +492,11 @@ class Watcher:
                 fd = os.dup(fd)  # our own descriptor, as Go does with dup + close
                 close = getattr(conn, "close", None)
                 if callable(close):
-                    close()
+                    try:
+                        close()
+                    except BaseException:
+                        os.close(fd)  # not adopted after all: keep no copy of it
+                        raise
         except OSError as exc:
             op.error = exc
             return None
@@ -564,6 +572,7 @@ class Watcher:
                 raise WatcherClosedError("watcher is closed")
             if self._in_wait:
                 raise RuntimeError("wait_io is already running in another thread")
+            self._pin_loop_thread()  # (with _in_wait, under _lock: close() reads both)
             self._in_wait = True
             # the first round's work (see _run), in this critical section:
             # one lock round less per call
@@ -572,7 +581,6 @@ class Watcher:
             self._release()
         results: Optional[List[OpResult]] = None
         try:
-            self._pin_loop_thread()
             results = self._run(timeout, pending, frees)
         finally:
             self._acquire()
@@ -924,27 +932,31 @@ class Watcher:
         """Free every connection (peers see EOF) and release the engine.
 
         Wakes a ``wait_io`` blocked in another thread, which then raises
-        ``WatcherClosedError``. Safe to call more than once.
+        ``WatcherClosedError``. Safe to call more than once, from any thread:
+        each call returns once everything is released.
         """
+        me = threading.get_native_id()
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for st in self._conns.values():
-                if not st.freed:
-                    _shutdown(st.fd)
+            first = not self._closed
+            if first:
+                self._closed = True
+                for st in list(self._conns.values()):  # (a finalizer may free() meanwhile)
+                    if not st.freed:
+                        _shutdown(st.fd)
             busy = self._in_wait
-            if busy:
+            if busy and first:
                 self._engine.wake()
-        if busy and self._loop_tid != threading.get_native_id():
-            # The thread in wait_io tears down when it wakes; wait for it so
-            # that everything is released when close() returns.
-            if not self._torn_down.wait(30.0):
-                raise RuntimeError("wait_io did not return within 30 s of close()")
-        elif not busy:
+            if first and not busy:
+                self._teardown_tid = me
+        if first and not busy:
             self._teardown()
-        # else: close() from inside wait_io's own thread (a signal handler):
-        # wait_io tears down on its way out.
+        elif (busy and self._loop_tid == me) or self._teardown_tid == me:
+            pass  # from wait_io's own thread (a signal handler), or from the
+            # teardown itself (a finalizer): that thread finishes it on its way out
+        elif not self._torn_down.wait(30.0) and first:
+            # The thread in wait_io tears down when it wakes (or the first
+            # close() is at it): waited for, so that all is released on return.
+            raise RuntimeError("wait_io did not return within 30 s of close()")
 
     def _teardown(self) -> None:
         if self._torn_down.is_set():
@@ -957,6 +969,18 @@ class Watcher:
             for st in list(self._conns.values()) + list(self._closing.values()) + self._frees:
                 st.attached = False  # the engine is gone, and its watch with it
                 self._close_fd(st)
+                # Its ops will never complete: let go of their buffers now (a
+                # bytearray can be resized again), not when the cyclic GC
+                # finds the op <-> conn state cycle.
+                for op in (st.read_head, st.write_head):
+                    if op is not None:
+                        op._view = None
+                for queue in (st.reads, st.writes):
+                    for op in queue or ():
+                        op._view = None
+                st.read_head = st.write_head = st.reads = st.writes = None
+            for op in self._pending:
+                op._view = None
             self._closing.clear()
             self._conns.clear()
             self._at_engine = 0
@@ -1008,6 +1032,7 @@ class Watcher:
                 self._engine.wake()
 
     _loop_tid = 0  # native id of the thread running wait_io (0: none yet)
+    _teardown_tid = 0  # native id of the thread close() tears down in (0: none)
 
     def _pin_loop_thread(self) -> None:
         # get_native_id() is a system call (gettid, ~200 ns): ask once per thread
@@ -1018,7 +1043,13 @@ class Watcher:
         cpu = self._loop_cpu
         if cpu is not None and self._loop_cpu_tid != tid and hasattr(os, "sched_setaffinity"):
             self._loop_cpu_tid = tid
-            os.sched_setaffinity(0, {cpu})
+            try:
+                os.sched_setaffinity(0, {cpu})
+            except OSError:
+                # Not a CPU this thread may use (a cpuset; set_loop_affinity
+                # could only check it for a loop thread it knew): the loop
+                # runs unpinned rather than fail, with the work it took.
+                pass
 
 
 def _cancel_message(error_class: type) -> str:

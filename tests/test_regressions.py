@@ -6,6 +6,8 @@ Each test names what it found; keep them even after the fix.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -205,3 +207,42 @@ def test_writable_edge_not_lost_when_swap_region_is_full(backend):
         finally:
             for s in (x, px, y, py):
                 s.close()
+
+
+FINALIZER_FREES = r"""
+import gc, socket, sys, gaio
+w = gaio.Watcher(backend=sys.argv[1])
+class Session:
+    def __init__(self, sock):
+        self.sock = sock
+        self.me = self  # a cycle: only the cyclic GC finalizes it, at any allocation
+    def __del__(self):
+        w.free(self.sock)
+gc.set_threshold(1, 1, 1)
+peers = []
+for i in range(400):
+    a, b = socket.socketpair()
+    Session(a)
+    w.write(i, a, b"x")
+    peers.append(b)
+    if i % 50 == 0:
+        w.wait_io(0)
+gc.set_threshold(700, 10, 10)
+gc.collect()
+while w.wait_io(0):
+    pass
+w.close()
+for b in peers:
+    b.close()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("engine", [e for e in gaio.available_backends()])
+def test_finalizer_that_frees_does_not_deadlock(engine):
+    # A user's __del__ calling w.free() (a common idiom), run by the cyclic GC
+    # at an allocation inside the watcher's own critical section, on the same
+    # thread: the lock was not reentrant, and the thread hung. (A subprocess:
+    # a hung thread would hold the lock the test's cleanup needs.)
+    out = subprocess.run([sys.executable, "-c", FINALIZER_FREES, engine], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

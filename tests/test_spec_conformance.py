@@ -542,6 +542,23 @@ def test_closed_io_object_accepted_then_conn_closed(w, net, call):
     assert isinstance(res[0].error, gaio.ConnClosedError)
 
 
+class RaisingClose(FdObj):
+    """An object naming a socket whose close() fails."""
+
+    def close(self):
+        raise OSError(errno.EIO, "close failed")
+
+
+def test_conn_whose_close_raises_fails_and_keeps_no_copy(w, net):
+    a, b = net.spair()
+    obj = RaisingClose(a.fileno())
+    before = nfds()
+    w.write("w", obj, b"abc")
+    res = collect(w, 1)
+    assert len(res) == 1 and isinstance(res[0].error, OSError) and res[0].error.errno == errno.EIO
+    assert nfds() == before  # the watcher's own copy of the descriptor is closed again
+
+
 @pytest.mark.parametrize("call", sorted(SUBMITS))
 def test_listening_socket_delivers_enotconn_at_once(w, net, call):
     # Not a connection: every engine fails the op at once (io_uring would
@@ -882,6 +899,29 @@ def test_affinity_good_cpuid_accepted(w, net, which, keep_affinity):
     w.write(None, a, b"ok")
     assert len(collect(w, 1)) == 1
     assert recv_exact(b, 2) == b"ok"
+
+
+def test_loop_affinity_to_a_cpu_the_thread_may_not_use_loses_nothing(w, net, keep_affinity):
+    # Accepted before any wait_io (no loop thread to pin yet); when the next
+    # wait_io cannot pin its thread (a cpuset without that CPU: EINVAL), the
+    # loop runs unpinned, and the ops it took along are not lost.
+    a, b = net.spair()
+    w.write("w", a, b"ok")
+    w.set_loop_affinity(0)
+
+    def refuse(pid, cpus):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    real = os.sched_setaffinity
+    os.sched_setaffinity = refuse
+    try:
+        res = collect(w, 1)
+        assert [r.context for r in res] == ["w"] and res[0].error is None
+        assert recv_exact(b, 2) == b"ok"
+        with pytest.raises(gaio.CPUIDError):  # the loop thread is known now: told at the call
+            w.set_loop_affinity(1 % os.cpu_count())
+    finally:
+        os.sched_setaffinity = real
 
 
 # ----------------------------------------------------------------- EOF
@@ -1636,6 +1676,55 @@ def test_close_twice_is_fine(engine):
     wt.close()
     with wt:
         pass  # __exit__ closes again
+
+
+def test_every_close_returns_with_everything_released(engine, net):
+    # Several threads close at once while another blocks in wait_io: not only
+    # the first close() but each one returns with the descriptors closed.
+    wt = gaio.Watcher(backend=engine)
+    for i in range(200):
+        a, _ = net.spair()
+        wt.read(i, a, bytearray(8))
+    wt.wait_io(0)
+    t, box = blocked_wait_io(wt, None)
+    time.sleep(0.1)
+    measure = threading.Lock()
+    seen = []
+
+    def closer():
+        wt.close()
+        with measure:  # (one listdir at a time: each opens a descriptor)
+            seen.append(nfds())
+
+    closers = [threading.Thread(target=closer) for _ in range(4)]
+    for c in closers:
+        c.start()
+    for c in closers:
+        c.join(30.0)
+    t.join(30.0)
+    assert isinstance(box.get("exc"), gaio.WatcherClosedError)
+    assert seen == [nfds()] * 4
+
+
+def test_close_lets_go_of_pending_buffers_at_once(engine, net):
+    # Ops still pending at close() will never complete: their buffers are
+    # released when close() returns (a bytearray can be resized), without
+    # waiting for the cyclic GC.
+    wt = gaio.Watcher(backend=engine)
+    a, _ = net.spair()
+    c, _ = net.spair()
+    reading, queued = bytearray(8), bytearray(8)
+    wt.read("r", a, reading)
+    wt.read("q", a, queued)
+    wt.write("w", c, bytearray(8 << 20))  # stays pending: nobody reads
+    wt.wait_io(0.05)
+    gc.disable()
+    try:
+        wt.close()
+        reading.extend(b"z")
+        queued.extend(b"z")
+    finally:
+        gc.enable()
 
 
 AFTER_CLOSE = dict(
