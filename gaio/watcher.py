@@ -38,6 +38,8 @@ import enum
 import errno
 import heapq
 import math
+import numbers
+import operator
 import os
 import socket
 import stat
@@ -263,22 +265,30 @@ def _listening(conn: Any, fd: int) -> bool:
         return False
 
 
+def _seconds(value: Any, name: str, what: str) -> float:
+    """``value`` as float seconds: an int or a float, or any real number
+    (numpy's scalars, Fraction); not a bool, not NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, numbers.Real)):
+        raise TypeError(f"{name} must be {what}, not {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"{name} must not be NaN")
+    return seconds
+
+
 def _check_deadline(deadline: Any) -> Optional[float]:
     if deadline is None:
         return None
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise TypeError(
-            f"deadline must be a time.monotonic() value in seconds or None, not {type(deadline).__name__}"
-        )
-    deadline = float(deadline)
-    if math.isnan(deadline):
-        raise ValueError("deadline must not be NaN")
-    return deadline
+    return _seconds(deadline, "deadline", "a time.monotonic() value in seconds or None")
 
 
 def _check_cpuid(cpuid: Any) -> int:
-    if isinstance(cpuid, bool) or not isinstance(cpuid, int):
-        raise TypeError(f"cpuid must be an int, not {type(cpuid).__name__}")
+    if isinstance(cpuid, bool):
+        raise TypeError("cpuid must be an int, not bool")
+    try:
+        cpuid = operator.index(cpuid)  # an int, or an integer such as numpy's
+    except TypeError:
+        raise TypeError(f"cpuid must be an int, not {type(cpuid).__name__}") from None
     ncpu = os.cpu_count() or 1
     if cpuid < 0 or cpuid >= ncpu:
         raise CPUIDError(f"cpuid {cpuid} is out of range: this machine has CPUs 0..{ncpu - 1}")
@@ -561,11 +571,7 @@ class Watcher:
         until the next call.
         """
         if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-            if math.isnan(timeout):
-                raise ValueError("timeout must not be NaN")
-            timeout = max(0.0, float(timeout))
+            timeout = max(0.0, _seconds(timeout, "timeout", "a number of seconds or None"))
         self._acquire()
         try:
             if self._closed:

@@ -279,6 +279,45 @@ def test_bad_timeout_type(watcher):
         watcher.wait_io("1")
 
 
+class Index:
+    """An integer that is not an int (as numpy's are): it has __index__."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+def test_other_real_numbers_are_seconds(watcher, pair):
+    # Real numbers that are not int or float (numpy's scalars, Fraction) are
+    # taken for timeouts and deadlines, integers with __index__ for cpuids;
+    # Decimal is no numbers.Real, and bools stay refused.
+    import decimal
+    import fractions
+
+    a, b = pair
+    assert watcher.wait_io(fractions.Fraction(1, 100)) == []
+    watcher.write_timeout("w", a, b"x", fractions.Fraction(int(time.monotonic()) + 60))
+    (r,) = collect(watcher, 1)
+    assert r.context == "w" and r.error is None
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    try:
+        watcher.set_loop_affinity(Index(0))  # (pins this thread: it ran wait_io)
+        watcher.set_poller_affinity(Index(0))
+        with pytest.raises(gaio.CPUIDError):
+            watcher.set_loop_affinity(Index(-1))
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
+    with pytest.raises(TypeError, match="timeout"):
+        watcher.wait_io(decimal.Decimal("0.1"))
+    with pytest.raises(TypeError, match="timeout"):
+        watcher.wait_io(True)
+    with pytest.raises(TypeError, match="cpuid"):
+        watcher.set_loop_affinity(0.0)
+
+
 @pytest.mark.parametrize("method", ["set_loop_affinity", "set_poller_affinity"])
 def test_cpuid_checked(watcher, method):
     for bad in (-1, os.cpu_count(), os.cpu_count() + 5):
