@@ -323,7 +323,13 @@ class Watcher:
             raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
         if bufsize <= 0:
             raise ValueError(f"bufsize must be positive, not {bufsize}")
-        self._engine = backends.resolve(backend)(bufsize)
+        engine_class = backends.resolve(backend)
+        try:
+            self._engine = engine_class(bufsize)
+        except OverflowError as exc:  # past what a size can be here
+            raise ValueError(f"bufsize {bufsize} is too large: {exc}") from None
+        except MemoryError:
+            raise MemoryError(f"bufsize {bufsize}: no memory for the swap buffer") from None
         # bound once: the two calls every op makes
         self._engine_recv: Callable[..., None] = self._engine.recv
         self._engine_send: Callable[..., None] = self._engine.send

@@ -274,6 +274,18 @@ def test_bad_deadline_type(watcher, pair):
         watcher.write_timeout(None, a, b"x", float("nan"))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_huge_bufsize_error_names_it(engine, monkeypatch):
+    use_engine(engine, monkeypatch)
+    for huge in (1 << 62, 10**30):
+        try:
+            w = gaio.Watcher(bufsize=huge, backend=engine)
+        except (ValueError, MemoryError) as exc:
+            assert "bufsize" in str(exc)
+        else:  # an engine that maps its swap memory lazily may take it
+            w.close()
+
+
 def test_bad_timeout_type(watcher):
     with pytest.raises(TypeError, match="timeout"):
         watcher.wait_io("1")
