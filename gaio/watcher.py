@@ -859,6 +859,12 @@ class Watcher:
                 self._cancel(st, op, DeadlineError)
             else:  # still queued behind another op: fails now, moved nothing
                 self._finish(op, DeadlineError("operation exceeded deadline"))
+                # Let go of expired ops at the queue's front now, not when the
+                # op ahead completes (a poller queueing read_timeouts behind a
+                # long read would pile them up); others go when reached.
+                queue = st.writes if op._write else st.reads
+                while queue and queue[0]._done:
+                    queue.popleft()
         # Completed ops leave their entries behind; keep the heap from growing
         # without bound when deadlines are far and ops are fast.
         if len(heap) > 1024 and len(heap) > 4 * self._at_engine:

@@ -1385,6 +1385,29 @@ def test_queued_read_deadline_behind_blocked_read(w, net):
     assert stream == b"onetwo"
 
 
+def test_expired_queued_reads_are_let_go_before_the_head_completes(w, net):
+    # A poller queueing read_timeouts behind a long read: once they expired
+    # and their results are dropped, the watcher holds none of them (Go
+    # unlinks an expired op from its queue at once).
+    a, b = net.spair()
+    w.read("head", a, bytearray(3))
+    bufs = [array.array("B", bytes(16)) for _ in range(50)]
+    refs = [weakref.ref(buf) for buf in bufs]
+    start = time.monotonic()
+    for i, buf in enumerate(bufs):
+        w.read_timeout(i, a, buf, start + 0.05 + i * 0.001)
+    del buf, bufs
+    res = collect(w, 50, timeout=5)
+    assert [r.context for r in res] == list(range(50))
+    assert all(isinstance(r.error, gaio.DeadlineError) for r in res)
+    del res
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []
+    b.sendall(b"end")
+    (r,) = collect(w, 1)
+    assert r.context == "head" and data_of(r) == b"end"
+
+
 def test_write_deadline_partial_size_and_next_write_continues(w, net):
     a, b = net.spair()
     big = os.urandom(8 << 20)
