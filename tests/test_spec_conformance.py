@@ -1497,6 +1497,33 @@ def test_past_deadline_read_full_partial_data_loses_nothing(w, net):
     assert first + data_of(r2) == b"12345678"
 
 
+@pytest.mark.parametrize("kind", ["socketpair", "tcp"])
+@pytest.mark.parametrize("late", [-1.0, 0.1], ids=["past", "near"])
+def test_write_deadline_to_a_half_closed_peer_that_reads_nothing(w, net, kind, late):
+    # The peer shut its write side and reads nothing: a big write blocks.
+    # Its deadline must end it (io_uring's cancel could miss such a send, in
+    # flight between its poll and an io-wq worker, and it hung until free).
+    a, b = net.spair() if kind == "socketpair" else net.tcp()
+    b.shutdown(socket.SHUT_WR)
+    w.write_timeout("w", a, b"x" * (5 << 20), time.monotonic() + late)
+    res = collect(w, 1, timeout=3.0)
+    assert [r.context for r in res] == ["w"]
+    assert isinstance(res[0].error, gaio.DeadlineError) and 0 < res[0].size < 5 << 20
+    w.write("next", a, b"y")  # the conn goes on
+    b.setblocking(False)
+    got = 0
+    try:
+        while True:
+            chunk = b.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except BlockingIOError:
+        pass
+    res = collect(w, 1, timeout=3.0)
+    assert [r.context for r in res] == ["next"] and res[0].error is None
+
+
 def test_past_deadline_write_cannot_complete_fails(w, net):
     a, b = net.spair()
     big = os.urandom(4 << 20)

@@ -64,12 +64,20 @@ pinned) until the CQE has arrived. Our internal user_data (cancel, wake) have
 bit 61 set, above any ``kind << 32 | fd``.
 
 **Cancel.** ``IORING_OP_ASYNC_CANCEL`` on the user_data (``CQE_SKIP_SUCCESS``;
-failure CQEs are ignored). It is only a request: the target still posts its own
-CQE, with ``-ECANCELED`` or with the bytes it moved when the data won the race;
-that is what we report. A later op on the same descriptor reuses the user_data,
-but never meets a stale cancel: the front end cancels only ops whose
-completion it has not seen, so the cancel is queued before any successor, and
-the kernel runs SQEs in order (a cancel that finds its target done fails).
+its own user_data names the target). It is only a request: the target still
+posts its own CQE, with ``-ECANCELED`` or with the bytes it moved when the data
+won the race; that is what we report. A later op on the same descriptor reuses
+the user_data, but never meets a stale cancel: the front end cancels only ops
+whose completion it has not seen, so the cancel is queued before any
+successor, and the kernel runs SQEs in order (a cancel that finds its target
+done fails). A cancel can also fail with ``-ENOENT`` while its target is in
+flight: caught between two homes, for instance a send woken by its poll and
+on its way to an io-wq worker (a blocked send to a peer that half-closed and
+reads nothing goes there), where no cancel sees it. So a failed cancel whose
+target has not completed is asked again; it finds the target on a later try
+(the worker is signalled and its send ends): measured, within 35-45 enters,
+under 1.5 ms. The first 256 tries go at once; later ones once per wait, which
+then sleeps at most 1 ms, so a cancel that never lands cannot make a loop spin.
 
 **Thread binding.** ``SINGLE_ISSUER|DEFER_TASKRUN`` make completions cheap: all
 task work (the recv copy, CQE posting) runs only when the issuer thread waits in
@@ -154,12 +162,16 @@ _CANCEL_ALL: Final = 4
 _POLL: Final = 5
 _INTERNAL: Final = 1 << 61
 _WAKE_UD: Final = _INTERNAL | 1
-_CANCEL_UD: Final = _INTERNAL | 2
+_CANCEL_UD: Final = _INTERNAL | 2  # the cancel of everything (close)
+_CANCEL_ONE: Final = _INTERNAL | 1 << 60  # | the target's user_data: the cancel of one op
+_TARGET_MASK: Final = (1 << 60) - 1
 _BGID: Final = 0
 SQ_ENTRIES: Final = 1024
 CQ_ENTRIES: Final = 32768
 CQE_BATCH: Final = 4096
 STARVED_WAIT_NS: Final = 1_000_000  # longest sleep while swap reads are parked
+CANCEL_TRIES_AT_ONCE: Final = 256  # a failed cancel asked again at once (see cancel)
+RETRY_WAIT_NS: Final = 1_000_000  # longest sleep while a cancel waits to be asked again
 SWAP_POOL_BYTES: Final = 8 << 20
 SWAP_ENTRY_MAX: Final = 1 << 20
 _EMPTY: Final = memoryview(b"")
@@ -248,6 +260,10 @@ class Engine:
         self._ready: List[Any] = []  # completions made without the kernel (token, res, mem, ...)
         self._lent: List[int] = []  # buffer ids handed out since the last recycle
         self._woken = False
+        # cancels that found nothing while their target was in flight, asked
+        # again: tries per target, and those held for the next wait (see cancel)
+        self._cancel_tries: Dict[int, int] = {}
+        self._cancel_later: List[int] = []
         self._wake_lock = threading.RLock()
         self._returned: List[int] = []  # buffer ids recycled, handed back by the next enter
         self._entry, self._nbufs = _swap_geometry(bufsize, swap_buffers)
@@ -464,7 +480,7 @@ class Engine:
             self._ready.extend((op, -errno.ECANCELED, None))  # (a swap recv: op is the token)
             return
         self._cancelled.add(ud)
-        self._q.extend((_CANCEL_UD, ud, 0, _CANCEL << 32 | _M32))
+        self._q.extend((_CANCEL_ONE | ud, ud, 0, _CANCEL << 32 | _M32))
 
     # -- completion ---------------------------------------------------------------------
     def wait(self, timeout: Optional[float]) -> List[Any]:
@@ -475,11 +491,17 @@ class Engine:
             self._adopt(tid)
         if self._starved:
             self._release_starved()
+        again = self._cancel_later
+        if again:
+            self._q.extend(again)
+            again.clear()
         out, self._ready = self._ready, []
         wait_ns = -1 if timeout is None else int(timeout * 1e9)
         if out:
             wait_ns = 0
         blocking = wait_ns != 0
+        if blocking and self._cancel_tries:
+            wait_ns = RETRY_WAIT_NS if wait_ns < 0 else min(wait_ns, RETRY_WAIT_NS)
         if blocking and self._starved:
             # Reads are still parked, and those just released may be idle ones
             # that hold no buffer: sleep briefly, so that the next wait
@@ -561,9 +583,14 @@ class Engine:
                     self._woken = False  # that write is seen: the next wake() must write again
                     if not word & _F_MORE and not self._closing:
                         self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
-                elif ud == _CANCEL_UD and res == -errno.EINVAL:  # no CANCEL_ANY: one by one
-                    for target in self._live_uds():
-                        self._q.extend((_CANCEL_UD, target, 0, _CANCEL << 32 | _M32))
+                elif ud == _CANCEL_UD:
+                    if res == -errno.EINVAL:  # no CANCEL_ANY: one by one
+                        for target in self._live_uds():
+                            self._q.extend((_CANCEL_ONE | target, target, 0, _CANCEL << 32 | _M32))
+                elif res == -errno.ENOENT:  # a cancel of one op found nothing (see cancel)
+                    target = ud & _TARGET_MASK
+                    if target in cancelled and self._get(target) is not None:
+                        self._cancel_again(ud, target)
                 continue
             tab = ops[ud >> 32]  # (_take, inlined: once per completion)
             fd = ud & m32
@@ -594,6 +621,8 @@ class Engine:
                 self._pins[kind][fd] = None  # the kernel is done with that memory
             if cancelled:
                 cancelled.discard(ud)
+                if self._cancel_tries:
+                    self._cancel_tries.pop(ud, None)
             out.append(op)  # the token; three appends: no tuple per completion
             out.append(res)
             out.append(mem)
@@ -609,6 +638,18 @@ class Engine:
         else:
             self._push(ud)
         return None
+
+    def _cancel_again(self, ud: int, target: int) -> None:
+        """Queue cancel ``ud`` of ``target`` once more: at once for the first
+        tries (it is found within a few dozen enters), then once per wait,
+        which then sleeps at most RETRY_WAIT_NS, so that no loop spins."""
+        tries = self._cancel_tries.get(target, 0) + 1
+        self._cancel_tries[target] = tries
+        record = (ud, target, 0, _CANCEL << 32 | _M32)
+        if tries <= CANCEL_TRIES_AT_ONCE:
+            self._q.extend(record)
+        else:
+            self._cancel_later.extend(record)
 
     def recycle(self) -> None:
         lent = self._lent
