@@ -147,6 +147,21 @@ def collect_until(w: gaio.Watcher, done: Callable[[List[gaio.OpResult]], bool], 
     return out
 
 
+def drain(sock: socket.socket, limit: int = 1 << 30) -> int:
+    """Read what ``sock`` has now, without waiting (up to ``limit`` bytes); the count."""
+    sock.setblocking(False)
+    got = 0
+    try:
+        while got < limit:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except BlockingIOError:
+        pass
+    return got
+
+
 def fd_count() -> int:
     """Open descriptors of this process."""
     gc.collect()

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pytest
 
 import kqueue_emulation
-from conftest import tcp_pair
+from conftest import drain, tcp_pair
 
 SOON = 2.0  # seconds to wait for an event that must come
 QUIET = 0.05  # seconds to wait for an event that must not come
@@ -85,20 +85,6 @@ def fill(sock):
             total += sock.send(b"x" * 65536)
     except BlockingIOError:
         return total
-
-
-def drain(sock, limit=1 << 30):
-    sock.setblocking(False)
-    got = 0
-    try:
-        while got < limit:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            got += len(chunk)
-    except BlockingIOError:
-        pass
-    return got
 
 
 # -- kevent(2): changelist and eventlist ------------------------------------------------
