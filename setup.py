@@ -71,6 +71,7 @@ def _uring_available():
 # The per-operation path: compiled with mypyc when it is at hand (a build
 # requirement in pyproject.toml, so pip brings it).
 NATIVE_SOURCES = [
+    "gaio/backends/_slots.py",
     "gaio/watcher.py",
     "gaio/backends/uring.py",
     "gaio/backends/_readiness.py",

@@ -585,14 +585,21 @@ class Watcher:
             if self._in_wait:
                 raise RuntimeError("wait_io is already running in another thread")
             self._pin_loop_thread()  # (with _in_wait, under _lock: close() reads both)
-            self._in_wait = True
-            # the first round's work (see _run), in this critical section:
-            # one lock round less per call
-            pending, frees = self._take_work(timeout != 0.0 and not self._results)
-        finally:
+        except BaseException:
             self._release()
+            raise
+        # Once _in_wait is set, the finally below resets it, whatever happens:
+        # in the Python build a signal handler runs after any call and may
+        # raise (a Ctrl-C), and a wait_io left "running" refused every later one.
+        self._in_wait = True
         results: Optional[List[OpResult]] = None
         try:
+            try:
+                # the first round's work (see _run), in this critical section:
+                # one lock round less per call
+                pending, frees = self._take_work(timeout != 0.0 and not self._results)
+            finally:
+                self._release()
             results = self._run(timeout, pending, frees)
         finally:
             self._acquire()

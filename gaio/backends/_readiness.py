@@ -49,7 +49,8 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
-from .base import Completions, grown
+from ._slots import grown
+from .base import Completions
 
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.

@@ -131,12 +131,6 @@ def probe_by_creating(create: Callable[[], object], what: str) -> Optional[str]:
 Probe = Callable[[], Optional[str]]
 
 
-def grown(length: int, index: int) -> int:
-    """The new length of a per-descriptor slot list of ``length`` that must
-    cover ``index``: doubling (amortised O(1) growth), at least 64."""
-    return max(index + 1, 2 * length, 64)
-
-
 def run_signal_handlers() -> None:
     """Run Python's pending signal handlers now, raising what they raise.
 

@@ -138,7 +138,8 @@ import select
 import threading
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
-from .base import TRANSIENT_ERRNOS, EngineUnavailable, grown, run_signal_handlers
+from ._slots import grown
+from .base import TRANSIENT_ERRNOS, EngineUnavailable, run_signal_handlers
 
 try:
     from .._uring import ffi, lib
@@ -520,24 +521,35 @@ class Engine:
                     _copy_in(self._bids, returned, "H", 2)
                 returned.clear()
             mem = self._mem
+            # The records leave q before the call, not after it: in the Python
+            # build a signal handler runs as the call returns, and one that
+            # raises (Ctrl-C) must not leave them queued, to be submitted a
+            # second time, into memory whose op may be over by then. The
+            # records the kernel did not take (a full SQ, EEXIST) go back.
             if nq == 4 and len(mem) <= 1:
                 # one op (a round trip with one op in flight): its record and
                 # memory as arguments, no arrays to build (see gaio_enter1)
                 one = mem[0] if mem else self._c_null
-                rv: int = self._enter1(lp, q[0], q[1], q[2], q[3], one, nb, wait_ns)
+                ud, arg, length, kind_fd = q[0], q[1], q[2], q[3]
+                q.clear()
+                mem.clear()
+                rv: int = self._enter1(lp, ud, arg, length, kind_fd, one, nb, wait_ns)
+                if not (rv >> _TAKEN_SHIFT) & _TAKEN_MASK:
+                    q.extend((ud, arg, length, kind_fd))
+                    if one is not self._c_null:
+                        mem.append(one)
             else:
                 if nq:
                     if nq > self._recs_cap:
                         self._grow_records(nq)
                     _copy_in(self._recs, q, "Q", 8)
-                rv = self._enter(lp, nq >> 2, nb, mem if mem else self._c_null, wait_ns)
-            taken = (rv >> _TAKEN_SHIFT) & _TAKEN_MASK
-            if taken:
-                if taken * 4 == nq:
                     q.clear()
+                rv = self._enter(lp, nq >> 2, nb, mem if mem else self._c_null, wait_ns)
+                taken = (rv >> _TAKEN_SHIFT) & _TAKEN_MASK
+                if taken * 4 == nq:
                     mem.clear()
-                else:
-                    del q[:taken * 4]  # (mem left whole: the rest of q indexes it)
+                else:  # (mem left whole: the records put back index it)
+                    q.extend(self._unpack(self._recs + taken * 4, nq - taken * 4))
             got = rv & _GOT_MASK
             while got:
                 self._process(got, out)
