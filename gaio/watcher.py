@@ -87,6 +87,17 @@ _EMPTY: Final = memoryview(b"")
 # nanoseconds in 64 bits.
 _MAX_WAIT: Final = 3600.0
 _SO_ACCEPTCONN: Final[int] = getattr(socket, "SO_ACCEPTCONN", -1)  # -1: not on this platform
+# Bumped in a child process right after fork(): a watcher made before the
+# fork (generation below this) belongs to the parent (see _abandon).
+_FORKS: Final[List[int]] = [0]
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 _thread_ids: Final = threading.local()  # .tid: the native id of the thread, once asked
 
 
@@ -351,6 +362,7 @@ class Watcher:
         # idle connection).
         self._conns: Dict[Any, _Conn] = {}
         self._closed = False
+        self._generation = _FORKS[0]  # differs in a child process after fork
         self._in_wait = False  # a wait_io is running
         self._sleeping = False  # ... and is (about to be) blocked in the engine
         self._torn_down = threading.Event()
@@ -385,8 +397,17 @@ class Watcher:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
+        """True once :meth:`close` was called (and in a child process after
+        fork: the watcher is the parent's)."""
+        return self._closed or self._generation != _FORKS[0]
+
+    def _refusal(self) -> WatcherClosedError:
+        if self._generation != _FORKS[0]:
+            return WatcherClosedError(
+                "this watcher belongs to the process that made it, not to this child of a fork(): "
+                "make a new one here (close() lets go of this one without touching the parent's)"
+            )
+        return WatcherClosedError("watcher is closed")
 
     def __enter__(self) -> "Watcher":
         return self
@@ -446,8 +467,8 @@ class Watcher:
         deadline: Optional[float],
         full: bool,
     ) -> None:
-        if self._closed:
-            raise WatcherClosedError("watcher is closed")
+        if self._closed or self._generation != _FORKS[0]:
+            raise self._refusal()
         op = OpResult()
         op._write = kind is _WRITE
         op.context = ctx
@@ -528,8 +549,8 @@ class Watcher:
     def free(self, conn: Any) -> None:
         """Close ``conn`` now (the peer sees EOF); ops pending on it complete
         with ``ConnClosedError``, and so do later ones."""
-        if self._closed:
-            raise WatcherClosedError("watcher is closed")
+        if self._closed or self._generation != _FORKS[0]:
+            raise self._refusal()
         _check_conn(conn)
         with self._lock:
             if self._closed:
@@ -578,6 +599,8 @@ class Watcher:
         """
         if timeout is not None:
             timeout = max(0.0, _seconds(timeout, "timeout", "a number of seconds or None"))
+        if self._generation != _FORKS[0]:
+            raise self._refusal()
         self._acquire()
         try:
             if self._closed:
@@ -960,6 +983,9 @@ class Watcher:
         ``WatcherClosedError``. Safe to call more than once, from any thread:
         each call returns once everything is released.
         """
+        if self._generation != _FORKS[0]:
+            self._abandon()
+            return
         me = threading.get_native_id()
         with self._lock:
             first = not self._closed
@@ -982,6 +1008,31 @@ class Watcher:
             # The thread in wait_io tears down when it wakes (or the first
             # close() is at it): waited for, so that all is released on return.
             raise RuntimeError("wait_io did not return within 30 s of close()")
+
+    def _abandon(self) -> None:
+        """close() in a child process after fork(). The connections, their
+        sockets and the engine's kernel objects are the parent's too: let go of
+        this process's copies of their descriptors and memory, and touch
+        nothing the parent uses (no shutdown, no cancel, no epoll_ctl). No
+        lock either: a thread of the parent may have held one at the fork."""
+        if self._closed:
+            return
+        self._closed = True
+        for st in list(self._conns.values()) + list(self._closing.values()) + self._frees:
+            fd, st.fd = st.fd, -1
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._conns.clear()
+        self._closing.clear()
+        self._pending.clear()
+        self._frees.clear()
+        self._dropped.clear()
+        self._deadlines.clear()
+        self._engine.abandon()
+        self._torn_down.set()
 
     def _teardown(self) -> None:
         if self._torn_down.is_set():
@@ -1031,8 +1082,8 @@ class Watcher:
         """Pin the thread that runs ``wait_io`` to CPU ``cpuid`` (now if known,
         else when ``wait_io`` next runs)."""
         cpuid = _check_cpuid(cpuid)
-        if self._closed:
-            raise WatcherClosedError("watcher is closed")
+        if self._closed or self._generation != _FORKS[0]:
+            raise self._refusal()
         self._loop_cpu = cpuid
         self._loop_cpu_tid = 0
         if self._loop_tid and hasattr(os, "sched_setaffinity"):
@@ -1048,8 +1099,8 @@ class Watcher:
         """Pin the engine's own kernel-side workers (io_uring's io-wq) to CPU
         ``cpuid``; engines without such workers poll on the ``wait_io`` thread."""
         cpuid = _check_cpuid(cpuid)
-        if self._closed:
-            raise WatcherClosedError("watcher is closed")
+        if self._closed or self._generation != _FORKS[0]:
+            raise self._refusal()
         with self._lock:
             self._poller_cpu = cpuid
             if self._sleeping:

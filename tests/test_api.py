@@ -532,3 +532,69 @@ def test_watcher_can_be_subclassed(backend, pair):
         assert ref() is w and w.label == "mine" and w.backend == backend
     finally:
         w.close()
+
+
+FORK_CHILD = r"""
+import os, socket, sys
+sys.path.insert(0, sys.argv[2])
+import conftest  # (installs the kqueue emulation when GAIO_BACKEND=kqueue)
+import gaio
+w = gaio.Watcher(backend=sys.argv[1])
+a, b = socket.socketpair()
+c, d = socket.socketpair()
+w.read("parent-read", a, bytearray(16))
+w.write("parent-write", c, b"x")
+assert [r.context for r in w.wait_io(2.0)] == ["parent-write"]
+pid = os.fork()
+if pid == 0:
+    code = 0
+    try:
+        assert w.closed  # the parent's
+        for call in (lambda: w.read(None, a, None), lambda: w.write(None, c, b"y"),
+                     lambda: w.free(a), lambda: w.wait_io(0), lambda: w.set_loop_affinity(0)):
+            try:
+                call()
+                code = 3
+            except gaio.WatcherClosedError as exc:
+                assert "fork" in str(exc), exc
+        before = len(os.listdir("/proc/self/fd"))
+        w.close()  # lets go of this process's copies only
+        w.close()
+        after = len(os.listdir("/proc/self/fd"))
+        if after >= before:
+            code = 4
+        mine = gaio.Watcher(backend=sys.argv[1])  # a new one works here
+        e, f = socket.socketpair()
+        mine.write("child", e, b"z")
+        if [r.context for r in mine.wait_io(2.0)] != ["child"] or f.recv(1) != b"z":
+            code = 5
+        mine.close()
+    except BaseException as exc:  # noqa: BLE001
+        print("child:", repr(exc), flush=True)
+        code = 2
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+b.send(b"for the parent")  # the child's close() shut nothing down
+(r,) = w.wait_io(2.0)
+assert r.context == "parent-read" and bytes(r.buffer[: r.size]) == b"for the parent", r
+w.write("again", c, b"y")
+assert [r.context for r in w.wait_io(2.0)] == ["again"] and d.recv(2) == b"xy"
+w.close()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fork_child_cannot_hurt_the_parents_watcher(engine):
+    # The child of a fork() inherits the watcher, its connections and its
+    # engine, all shared with the parent. Every call there is refused (saying
+    # why), and close() lets go of the child's copies without shutting
+    # sockets down, cancelling, or changing the parent's epoll set.
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() here")
+    env = dict(os.environ, GAIO_BACKEND=engine)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", FORK_CHILD, engine, tests_dir],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.stdout, out.stderr)

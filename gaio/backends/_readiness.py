@@ -39,7 +39,7 @@ the one the Go original uses:
 
 Subclasses supply the facility: ``_register``/``_unregister`` a descriptor,
 ``_poll`` for ``(fd, readable, writable, hung_up)`` events with the wake-up
-filtered out, ``wake`` and ``_close_poller``.
+filtered out, ``wake``, ``_close_poller`` and ``_abandon_poller``.
 """
 
 from __future__ import annotations
@@ -110,6 +110,11 @@ class ReadinessEngine(ABC):
     @abstractmethod
     def _close_poller(self) -> None:
         ...
+
+    @abstractmethod
+    def _abandon_poller(self) -> None:
+        """Close this process's copies of the facility's descriptors, touching
+        no shared kernel state, taking no lock (see Engine.abandon)."""
 
     # -- the engine interface -------------------------------------------------
     def attach(self, fd: int) -> None:
@@ -236,6 +241,14 @@ class ReadinessEngine(ABC):
         self._starved.clear()
         self._done.clear()
         self._close_poller()
+
+    def abandon(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._recv_tok, self._recv_buf, self._send_tok, self._send_buf = [], [], [], []
+        self._flags = []
+        self._abandon_poller()
 
     # -- helpers ----------------------------------------------------------------
     def _grow(self, fd: int) -> None:

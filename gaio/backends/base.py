@@ -113,6 +113,12 @@ class Engine(Protocol):
         once the kernel no longer touches any memory it was given; completions
         still outstanding are discarded."""
 
+    def abandon(self) -> None:
+        """In a child process after fork(), instead of close(): the kernel
+        objects are the parent's too. Release this process's copies of the
+        facility's descriptors and memory only: no cancel, no unregister, no
+        wait, no lock (a thread of the parent may have held one)."""
+
 
 def probe_by_creating(create: Callable[[], object], what: str) -> Optional[str]:
     """Probe helper: set the facility up once and close it again. None if that

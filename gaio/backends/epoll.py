@@ -97,3 +97,9 @@ class Engine(ReadinessEngine):
         with self._wake_lock:
             self._epoll.close()
             os.close(self._wakefd)
+
+    def _abandon_poller(self) -> None:
+        # Closing the epoll descriptor changes nothing in the parent's
+        # interest list (only epoll_ctl would): the instance lives on there.
+        self._epoll.close()
+        os.close(self._wakefd)

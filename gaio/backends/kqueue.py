@@ -62,6 +62,7 @@ _select = select  # tests substitute an object shaped like the select module
 _NOTE_TRIGGER = 0x01000000  # same value on macOS and FreeBSD
 _MAX_EVENTS = 1024
 _WAKE_IDENT = 0  # EVFILT_USER idents are not descriptors: 0 is free
+_FORK_ORPHANS: list = []  # kqueue objects abandoned in a child of fork() (never closed)
 
 
 def probe() -> Optional[str]:
@@ -166,6 +167,16 @@ class Engine(ReadinessEngine):
     def _close_poller(self) -> None:
         with self._wake_lock:
             self._release()
+
+    def _abandon_poller(self) -> None:
+        # A child of fork() inherits no kqueue (its number may name another
+        # descriptor here later): keep the object, which would close that
+        # number when collected, and close only the pipe, which is ours.
+        _FORK_ORPHANS.append(self._kq)
+        for fd in (self._pipe_r, self._pipe_w):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe_r = self._pipe_w = -1
 
     def _release(self) -> None:
         self._kq.close()

@@ -734,6 +734,27 @@ class Engine:
             lib.gaio_iowq_aff(self._ring, cpuid)  # else applied when this ring is adopted
 
     # -- teardown -------------------------------------------------------------------------
+    def abandon(self) -> None:
+        """See Engine.abandon. The ring's descriptor and mappings, the barrier
+        pipe and the eventfd are this process's copies: closed and unmapped
+        here, the parent's ring lives on. The pool is a shared mapping the
+        kernel fills for the parent: left mapped, never touched."""
+        if self._closed:
+            return
+        self._closing = self._closed = True
+        if self._ring is not None:
+            lib.io_uring_queue_exit(self._ring)  # munmap and close, in this process only
+            self._ring = None
+        for fd in (self._barrier_fd, self._efd):
+            if fd >= 0:
+                os.close(fd)
+        self._barrier_fd = self._efd = -1
+        _GRAVEYARD.append((self._pins, self._pool, self._br))
+        self._ops = [[] for _ in range(_KINDS)]
+        self._pins = [[] for _ in range(_KINDS)]
+        self._q = []
+        self._mem = []
+
     def close(self) -> None:
         if self._closing:
             return
