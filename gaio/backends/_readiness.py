@@ -231,24 +231,25 @@ class ReadinessEngine(ABC):
         pass
 
     def close(self) -> None:
+        if self._drop_ops():
+            self._close_poller()
+
+    def abandon(self) -> None:
+        if self._drop_ops():
+            self._abandon_poller()
+
+    def _drop_ops(self) -> bool:
+        """Mark the engine closed and drop what it holds; False if it was
+        already. Nothing is in the kernel's hands: parked operations are just
+        Python references."""
         if self._closed:
-            return
+            return False
         self._closed = True
-        # Nothing is in the kernel's hands: parked operations are just Python
-        # references, dropped here.
         self._recv_tok, self._recv_buf, self._send_tok, self._send_buf = [], [], [], []
         self._flags = []
         self._starved.clear()
         self._done.clear()
-        self._close_poller()
-
-    def abandon(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._recv_tok, self._recv_buf, self._send_tok, self._send_buf = [], [], [], []
-        self._flags = []
-        self._abandon_poller()
+        return True
 
     # -- helpers ----------------------------------------------------------------
     def _grow(self, fd: int) -> None:
