@@ -151,7 +151,7 @@ def _c_string(text):
     out = []
     for byte in text.encode("utf-8"):
         ch = chr(byte)
-        if ch in '"\\':
+        if ch in '"\\?':  # (? too: no trigraph can form)
             out.append("\\" + ch)
         elif ch == "\n":
             out.append("\\n")

@@ -92,13 +92,16 @@ _SO_ACCEPTCONN: Final[int] = getattr(socket, "SO_ACCEPTCONN", -1)  # -1: not on 
 _FORKS: Final[List[int]] = [0]
 
 
+_thread_ids: Final = threading.local()  # .tid: the native id of the thread, once asked
+
+
 def _forked() -> None:
     _FORKS[0] += 1
+    _thread_ids.__dict__.clear()  # the thread that forked has a new native id
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
-_thread_ids: Final = threading.local()  # .tid: the native id of the thread, once asked
 
 
 class OpType(enum.IntEnum):
@@ -281,7 +284,11 @@ def _seconds(value: Any, name: str, what: str) -> float:
     (numpy's scalars, Fraction); not a bool, not NaN."""
     if isinstance(value, bool) or not isinstance(value, (int, float, numbers.Real)):
         raise TypeError(f"{name} must be {what}, not {type(value).__name__}")
-    seconds = float(value)
+    number: Any = value
+    try:
+        seconds = float(number)
+    except OverflowError:  # an int past what a float holds: as far as it gets
+        seconds = math.inf if number > 0 else -math.inf
     if math.isnan(seconds):
         raise ValueError(f"{name} must not be NaN")
     return seconds
@@ -582,6 +589,8 @@ class Watcher:
         # _lock is held by this very thread, so it only queues and pokes. The
         # entry under the dead conn's id is still its own: another conn can get
         # that id only once this one's memory is freed, after this callback.
+        if self._generation != _FORKS[0]:
+            return  # in a child of fork(): the conn is the parent's (see _abandon)
         st = self._conns.get(ref.key)
         if st is None or st.ref is not ref:
             return  # torn down already
@@ -630,6 +639,8 @@ class Watcher:
                 self._in_wait = False
                 self._sleeping = False
                 closed = self._closed
+                if closed:  # torn down here, below: a close() on this thread must not wait for it
+                    self._teardown_tid = self._loop_tid
             finally:
                 self._release()
             if closed:
@@ -709,10 +720,10 @@ class Watcher:
     def _take_work(self, may_block: bool) -> Tuple[List[OpResult], List[_Conn]]:
         """Under _lock: take what other threads queued for the loop, and raise
         the sleep flag if the round may block (see _run)."""
+        if may_block:  # first: a finalizer may submit as the lists below are made
+            self._sleeping = True
         pending, self._pending = self._pending, []
         frees, self._frees = self._frees, []
-        if may_block:
-            self._sleeping = True
         return pending, frees
 
     def _enqueue(self, op: OpResult) -> None:
@@ -989,16 +1000,16 @@ class Watcher:
         me = threading.get_native_id()
         with self._lock:
             first = not self._closed
+            busy = self._in_wait
             if first:
                 self._closed = True
+                if not busy:  # (before anything allocates: a finalizer may close() too)
+                    self._teardown_tid = me
                 for st in list(self._conns.values()):  # (a finalizer may free() meanwhile)
                     if not st.freed:
                         _shutdown(st.fd)
-            busy = self._in_wait
-            if busy and first:
-                self._engine.wake()
-            if first and not busy:
-                self._teardown_tid = me
+                if busy:
+                    self._engine.wake()
         if first and not busy:
             self._teardown()
         elif (busy and self._loop_tid == me) or self._teardown_tid == me:

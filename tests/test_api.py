@@ -545,6 +545,7 @@ c, d = socket.socketpair()
 w.read("parent-read", a, bytearray(16))
 w.write("parent-write", c, b"x")
 assert [r.context for r in w.wait_io(2.0)] == ["parent-write"]
+cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 pid = os.fork()
 if pid == 0:
     code = 0
@@ -568,6 +569,8 @@ if pid == 0:
         mine.write("child", e, b"z")
         if [r.context for r in mine.wait_io(2.0)] != ["child"] or f.recv(1) != b"z":
             code = 5
+        if hasattr(os, "sched_setaffinity"):
+            mine.set_loop_affinity(os.cpu_count() - 1)  # pins this thread, not the parent's
         mine.close()
     except BaseException as exc:  # noqa: BLE001
         print("child:", repr(exc), flush=True)
@@ -575,6 +578,7 @@ if pid == 0:
     os._exit(code)
 _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+assert cpus is None or os.sched_getaffinity(0) == cpus  # the child pinned itself only
 b.send(b"for the parent")  # the child's close() shut nothing down
 (r,) = w.wait_io(2.0)
 assert r.context == "parent-read" and bytes(r.buffer[: r.size]) == b"for the parent", r

@@ -1747,6 +1747,58 @@ def test_every_close_returns_with_everything_released(engine, net):
     assert seen == [nfds()] * 4
 
 
+class ClosesOnDrop:
+    """A context whose finalizer closes the watcher (an owner's __del__)."""
+
+    def __init__(self, wt, took):
+        self.wt, self.took = wt, took
+
+    def __del__(self):
+        start = time.monotonic()
+        self.wt.close()
+        self.took.append(time.monotonic() - start)
+
+
+def test_close_from_a_finalizer_during_teardown_does_not_wait_for_itself(engine, net):
+    # The loop thread tears down after another thread's close(); an op it
+    # drops has a context whose finalizer calls close() on that very thread:
+    # it must return at once, not wait (30 s) for the teardown it is part of.
+    wt = gaio.Watcher(backend=engine)
+    a, _ = net.spair()
+    t, box = blocked_wait_io(wt, None)
+    time.sleep(0.1)
+    took = []
+    wt.read(ClosesOnDrop(wt, took), a, bytearray(8))
+    wt.read(None, a, bytearray(8))
+    start = time.monotonic()
+    wt.close()
+    t.join(30.0)
+    assert isinstance(box.get("exc"), gaio.WatcherClosedError)
+    gc.collect()
+    assert took and max(took) < 5.0 and time.monotonic() - start < 10.0, took
+
+
+def test_close_from_a_finalizer_inside_close_does_not_wait_for_itself(engine, net):
+    wt = gaio.Watcher(backend=engine)
+    for _ in range(20):
+        a, _ = net.spair()
+        wt.write(None, a, b"x")
+    collect(wt, 20)
+    took = []
+    holder = [ClosesOnDrop(wt, took)]
+    holder.append(holder)  # a cycle: the GC runs its finalizer at some allocation
+    del holder
+    threshold = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        start = time.monotonic()
+        wt.close()
+    finally:
+        gc.set_threshold(*threshold)
+    gc.collect()
+    assert took and max(took) < 5.0 and time.monotonic() - start < 10.0, took
+
+
 def test_close_lets_go_of_pending_buffers_at_once(engine, net):
     # Ops still pending at close() will never complete: their buffers are
     # released when close() returns (a bytearray can be resized), without

@@ -431,6 +431,28 @@ def test_thread_with_a_reused_id_moves_to_a_new_ring(engine, pairs):
     # (when glibc gave the second thread another id, the ordinary move was tested)
 
 
+def test_a_cancel_that_never_lands_is_asked_again_without_spinning(engine):
+    # A filed, cancel-requested op the kernel never heard of: its cancel fails
+    # with -ENOENT forever. It is asked again, at once for a while, then at
+    # most about once a millisecond: never a busy loop (a failed cancel's own
+    # CQE ended every wait at once, and a blocked wait spun at 100% CPU).
+    ud = uring._SEND << 32 | 1000
+    engine.wait(0)
+    engine._put(ud, object())
+    try:
+        engine.cancel(1000, True)
+        start = time.monotonic()
+        while time.monotonic() - start < 0.5:
+            assert engine.wait(0.5) == []
+        tries = engine._cancel_tries[ud]
+        assert uring.CANCEL_TRIES_AT_ONCE < tries < uring.CANCEL_TRIES_AT_ONCE + 2000, tries
+    finally:
+        engine._take(ud)
+        engine._cancelled.discard(ud)
+        engine._cancel_tries.clear()
+        engine._cancel_later.clear()
+
+
 def test_thread_change_keeps_cancel(engine, pairs):
     (a, _), = pairs()
     engine.recv(1, a.fileno(), memoryview(bytearray(4)))

@@ -76,8 +76,9 @@ on its way to an io-wq worker (a blocked send to a peer that half-closed and
 reads nothing goes there), where no cancel sees it. So a failed cancel whose
 target has not completed is asked again; it finds the target on a later try
 (the worker is signalled and its send ends): measured, within 35-45 enters,
-under 1.5 ms. The first 256 tries go at once; later ones once per wait, which
-then sleeps at most 1 ms, so a cancel that never lands cannot make a loop spin.
+under 1.5 ms. The first 256 tries go at once; later ones at most once a
+millisecond (a wait sleeps until then), so a cancel that never lands cannot
+make a loop spin.
 
 **Thread binding.** ``SINGLE_ISSUER|DEFER_TASKRUN`` make completions cheap: all
 task work (the recv copy, CQE posting) runs only when the issuer thread waits in
@@ -136,6 +137,7 @@ import mmap
 import os
 import select
 import threading
+import time
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
 from ._slots import grown
@@ -264,7 +266,8 @@ class Engine:
         # cancels that found nothing while their target was in flight, asked
         # again: tries per target, and those held for the next wait (see cancel)
         self._cancel_tries: Dict[int, int] = {}
-        self._cancel_later: List[int] = []
+        self._cancel_later: List[int] = []  # targets
+        self._cancel_due = 0  # time.monotonic_ns() when _cancel_later goes
         self._wake_lock = threading.RLock()
         self._returned: List[int] = []  # buffer ids recycled, handed back by the next enter
         self._entry, self._nbufs = _swap_geometry(bufsize, swap_buffers)
@@ -492,17 +495,14 @@ class Engine:
             self._adopt(tid)
         if self._starved:
             self._release_starved()
-        again = self._cancel_later
-        if again:
-            self._q.extend(again)
-            again.clear()
+        retry_in = self._release_cancels() if self._cancel_later else -1
         out, self._ready = self._ready, []
         wait_ns = -1 if timeout is None else int(timeout * 1e9)
         if out:
             wait_ns = 0
         blocking = wait_ns != 0
-        if blocking and self._cancel_tries:
-            wait_ns = RETRY_WAIT_NS if wait_ns < 0 else min(wait_ns, RETRY_WAIT_NS)
+        if blocking and retry_in >= 0:  # sleep no longer than until then
+            wait_ns = retry_in if wait_ns < 0 else min(wait_ns, retry_in)
         if blocking and self._starved:
             # Reads are still parked, and those just released may be idle ones
             # that hold no buffer: sleep briefly, so that the next wait
@@ -653,15 +653,30 @@ class Engine:
 
     def _cancel_again(self, ud: int, target: int) -> None:
         """Queue cancel ``ud`` of ``target`` once more: at once for the first
-        tries (it is found within a few dozen enters), then once per wait,
-        which then sleeps at most RETRY_WAIT_NS, so that no loop spins."""
+        tries (it is found within a few dozen enters), then no more than once
+        per RETRY_WAIT_NS (see _release_cancels), so that no loop spins."""
         tries = self._cancel_tries.get(target, 0) + 1
         self._cancel_tries[target] = tries
-        record = (ud, target, 0, _CANCEL << 32 | _M32)
         if tries <= CANCEL_TRIES_AT_ONCE:
-            self._q.extend(record)
+            self._q.extend((ud, target, 0, _CANCEL << 32 | _M32))
         else:
-            self._cancel_later.extend(record)
+            if not self._cancel_later:
+                self._cancel_due = time.monotonic_ns() + RETRY_WAIT_NS
+            self._cancel_later.append(target)
+
+    def _release_cancels(self) -> int:
+        """Queue the held cancels once their time has come; return the ns
+        until then (0: queued now). Only for targets still filed and still to
+        cancel: one that completed meanwhile may have a successor with its
+        user_data already queued, which such a cancel must not hit."""
+        left = self._cancel_due - time.monotonic_ns()
+        if left > 0:
+            return left
+        for target in self._cancel_later:
+            if target in self._cancelled and self._get(target) is not None:
+                self._q.extend((_CANCEL_ONE | target, target, 0, _CANCEL << 32 | _M32))
+        self._cancel_later.clear()
+        return 0
 
     def recycle(self) -> None:
         lent = self._lent
@@ -707,8 +722,10 @@ class Engine:
     def _requeue(self, ud: Any) -> None:
         op = self._take(ud)
         res = self._resubmit(ud, op, -errno.ECANCELED)
-        if res is not None:
+        if res is not None:  # it ends here: nothing is left to cancel
             self._pin(ud, None)
+            self._cancelled.discard(ud)
+            self._cancel_tries.pop(ud, None)
             self._ready.extend((op, res, None))
 
     def wake(self) -> None:
