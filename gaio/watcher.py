@@ -1029,21 +1029,30 @@ class Watcher:
         if self._closed:
             return
         self._closed = True
-        for st in list(self._conns.values()) + list(self._closing.values()) + self._frees:
+        for st in self._all_states():
             fd, st.fd = st.fd, -1
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._conns.clear()
+        self._forget_all()
+        self._engine.abandon()
+        self._torn_down.set()
+
+    def _all_states(self) -> List[_Conn]:
+        """Every connection's state: known, closing, or waiting to be freed."""
+        return list(self._conns.values()) + list(self._closing.values()) + self._frees
+
+    def _forget_all(self) -> None:
+        """Drop every connection and every op queued (teardown)."""
         self._closing.clear()
+        self._conns.clear()
+        self._at_engine = 0
         self._pending.clear()
         self._frees.clear()
         self._dropped.clear()
         self._deadlines.clear()
-        self._engine.abandon()
-        self._torn_down.set()
 
     def _teardown(self) -> None:
         if self._torn_down.is_set():
@@ -1053,7 +1062,7 @@ class Watcher:
             # until then it holds their ops (its tokens), which hold them.
             self._engine.close()
         finally:
-            for st in list(self._conns.values()) + list(self._closing.values()) + self._frees:
+            for st in self._all_states():
                 st.attached = False  # the engine is gone, and its watch with it
                 self._close_fd(st)
                 # Its ops will never complete: let go of their buffers now (a
@@ -1068,13 +1077,7 @@ class Watcher:
                 st.read_head = st.write_head = st.reads = st.writes = None
             for op in self._pending:
                 op._view = None
-            self._closing.clear()
-            self._conns.clear()
-            self._at_engine = 0
-            self._pending.clear()
-            self._frees.clear()
-            self._dropped.clear()
-            self._deadlines.clear()
+            self._forget_all()
             self._torn_down.set()
 
     def __del__(self) -> None:

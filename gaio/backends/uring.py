@@ -484,7 +484,12 @@ class Engine:
             self._ready.extend((op, -errno.ECANCELED, None))  # (a swap recv: op is the token)
             return
         self._cancelled.add(ud)
-        self._q.extend((_CANCEL_ONE | ud, ud, 0, _CANCEL << 32 | _M32))
+        self._queue_cancel(ud)
+
+    def _queue_cancel(self, target: int) -> None:
+        """Queue the ASYNC_CANCEL record of op ``target`` (its own user_data
+        names the target, see _process)."""
+        self._q.extend((_CANCEL_ONE | target, target, 0, _CANCEL << 32 | _M32))
 
     # -- completion ---------------------------------------------------------------------
     def wait(self, timeout: Optional[float]) -> List[Any]:
@@ -598,11 +603,11 @@ class Engine:
                 elif ud == _CANCEL_UD:
                     if res == -errno.EINVAL:  # no CANCEL_ANY: one by one
                         for target in self._live_uds():
-                            self._q.extend((_CANCEL_ONE | target, target, 0, _CANCEL << 32 | _M32))
+                            self._queue_cancel(target)
                 elif res == -errno.ENOENT:  # a cancel of one op found nothing (see cancel)
                     target = ud & _TARGET_MASK
                     if target in cancelled and self._get(target) is not None:
-                        self._cancel_again(ud, target)
+                        self._cancel_again(target)
                 continue
             tab = ops[ud >> 32]  # (_take, inlined: once per completion)
             fd = ud & m32
@@ -651,14 +656,14 @@ class Engine:
             self._push(ud)
         return None
 
-    def _cancel_again(self, ud: int, target: int) -> None:
-        """Queue cancel ``ud`` of ``target`` once more: at once for the first
+    def _cancel_again(self, target: int) -> None:
+        """Queue the cancel of ``target`` once more: at once for the first
         tries (it is found within a few dozen enters), then no more than once
         per RETRY_WAIT_NS (see _release_cancels), so that no loop spins."""
         tries = self._cancel_tries.get(target, 0) + 1
         self._cancel_tries[target] = tries
         if tries <= CANCEL_TRIES_AT_ONCE:
-            self._q.extend((ud, target, 0, _CANCEL << 32 | _M32))
+            self._queue_cancel(target)
         else:
             if not self._cancel_later:
                 self._cancel_due = time.monotonic_ns() + RETRY_WAIT_NS
@@ -674,7 +679,7 @@ class Engine:
             return left
         for target in self._cancel_later:
             if target in self._cancelled and self._get(target) is not None:
-                self._q.extend((_CANCEL_ONE | target, target, 0, _CANCEL << 32 | _M32))
+                self._queue_cancel(target)
         self._cancel_later.clear()
         return 0
 
