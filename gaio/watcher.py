@@ -46,7 +46,8 @@ import stat
 import threading
 import time
 import weakref
-from typing import Any, Callable, Deque, Dict, Final, List, Optional, Tuple
+from _weakref import getweakrefs as _getweakrefs
+from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
 from . import backends
 from .errors import (
@@ -176,11 +177,23 @@ class OpResult:
         )
 
 
-# The weak reference each _Conn holds to the user's conn. Its ``key`` (the
-# conn's id) lets the shared callback find the state once the conn is gone.
-# Built with type() so that mypyc (see gaio/_native.py) leaves it an ordinary
-# weakref subclass: a compiled class cannot derive from weakref.ref.
-_ConnRef: Final[Any] = type("_ConnRef", (weakref.ref,), {"__slots__": ("key",)})
+# The weak reference each _Conn holds to the user's conn, which is also how a
+# conn leads to its state: ``getweakrefs(conn)`` lists it, and its ``state``
+# slot holds the _Conn (None once the watcher let go of it). So an idle
+# connection costs no dict entry and no boxed id (about 60 bytes less than a
+# dict keyed by ``id(conn)``), and a new conn that reuses a dead one's address
+# can never meet the dead one's state. The shared callback finds the state
+# through the slot too. Each watcher makes its own subclass (``_new_ref_type``),
+# so that one type check tells its references from another watcher's or the
+# user's (cheaper than comparing callbacks). Built with type() so that mypyc
+# (see gaio/_native.py) leaves it an ordinary weakref subclass: a compiled
+# class cannot derive from weakref.ref.
+_ConnRef: Final[Any] = type("_ConnRef", (weakref.ref,), {"__slots__": ("state",)})
+
+
+def _new_ref_type() -> Any:
+    """A _ConnRef subclass of one watcher's own."""
+    return type("_ConnRef", (_ConnRef,), {"__slots__": ()})
 
 
 class _Conn:
@@ -188,9 +201,9 @@ class _Conn:
 
     __slots__ = (
         "fd",
-        # a _ConnRef to the conn (its key is the conn's key in Watcher._conns);
-        # the conn itself if it cannot be weakly referenced, until released;
-        # or None. (One slot, not two: 16 bytes less per conn compiled.)
+        # a _ConnRef to the conn (whose ``state`` is this); the conn itself if
+        # it cannot be weakly referenced (Watcher._held), until released; or
+        # None. (One slot, not two: 16 bytes less per conn compiled.)
         "ref",
         "read_head",  # the read op at the engine, or None
         "reads",  # deque of reads queued behind it, or None (most conns never need one)
@@ -216,11 +229,6 @@ class _Conn:
         self.ref = ref
         self.read_head = self.reads = self.write_head = self.writes = None
         self.attached = self.eof = self.freed = False
-
-    def holds(self, conn: Any) -> bool:
-        """Is this the state of ``conn`` (and not of a dead one with its id)?"""
-        ref = self.ref
-        return (ref() if type(ref) is _ConnRef else ref) is conn
 
 
 def _check_conn(conn: Any) -> None:
@@ -364,10 +372,16 @@ class Watcher:
         # Guarded by _lock: what other threads hand to the loop.
         self._pending: List[OpResult] = []
         self._frees: List[_Conn] = []
-        # Keys typed Any: the compiled twin then keeps the one int object it
-        # made, instead of boxing a new one per container (32 bytes each, per
-        # idle connection).
-        self._conns: Dict[Any, _Conn] = {}
+        # Every connection's state, found from its conn through the conn's
+        # _ConnRef (see there); listed here by descriptor until released, for
+        # close() (a list slot: 8 bytes a connection).
+        self._by_fd: List[Optional[_Conn]] = []
+        # conns that cannot be weakly referenced, by id(conn) (rare: the
+        # state's ``ref`` holds the conn, so the id stays its own)
+        self._held: Dict[int, _Conn] = {}
+        # Released states of conns still alive (freed, descriptor closed):
+        # kept until the conn goes, so a later op on it still fails as freed.
+        self._retired: Set[_Conn] = set()
         self._closed = False
         self._generation = _FORKS[0]  # differs in a child process after fork
         self._in_wait = False  # a wait_io is running
@@ -390,6 +404,7 @@ class Watcher:
         self._loop_cpu_tid = 0  # native id of the thread last pinned
         self._poller_cpu: Optional[int] = None
         self._conn_dropped = self._on_conn_dropped  # one bound method for every conn
+        self._ref_type: Any = _new_ref_type()
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -423,7 +438,7 @@ class Watcher:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._conns)} conns"
+        state = "closed" if self._closed else f"{sum(st is not None for st in self._by_fd)} conns"
         return f"<gaio.Watcher backend={self.backend!r} bufsize={self._bufsize} {state}>"
 
     # -- submission (any thread) ---------------------------------------------------
@@ -492,11 +507,10 @@ class Watcher:
         try:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
-            key: Any = id(conn)
-            st = self._conns.get(key)
-            if st is None or not st.holds(conn):
+            st = self._state_of(conn)
+            if st is None:
                 _check_conn(conn)  # only new conns need it: known ones passed it
-                st = self._adopt(conn, key, op)
+                st = self._adopt(conn, op)
             op._conn_state = st
             self._pending.append(op)
             if self._sleeping:
@@ -505,7 +519,21 @@ class Watcher:
         finally:
             self._release()
 
-    def _adopt(self, conn: Any, key: Any, op: OpResult) -> Optional[_Conn]:
+    def _state_of(self, conn: Any) -> Optional[_Conn]:
+        """Under _lock: the state of ``conn``, or None if it is new to us."""
+        # ([] for an object that takes no weak references, or None)
+        ref_type = self._ref_type
+        for ref in _getweakrefs(conn):
+            if type(ref) is ref_type:
+                st: Optional[_Conn] = ref.state
+                return st
+        if self._held:
+            held = self._held.get(id(conn))
+            if held is not None and held.ref is conn:
+                return held
+        return None
+
+    def _adopt(self, conn: Any, op: OpResult) -> Optional[_Conn]:
         """Take over ``conn``'s descriptor (under _lock). On failure, set
         ``op.error`` and return None: the op is then delivered as failed."""
         try:
@@ -545,12 +573,18 @@ class Watcher:
             op.error = exc
             return None
         try:
-            ref = _ConnRef(conn, self._conn_dropped)
-            ref.key = key
+            ref = self._ref_type(conn, self._conn_dropped)
         except TypeError:  # cannot be weakly referenced: hold it, no GC for it
-            ref = conn
-        st = _Conn(fd, ref)
-        self._conns[key] = st
+            ref = None
+        st = _Conn(fd, conn if ref is None else ref)
+        if ref is None:
+            self._held[id(conn)] = st
+        else:
+            ref.state = st
+        by_fd = self._by_fd
+        if fd >= len(by_fd):
+            by_fd.extend([None] * (fd + 1 - len(by_fd)))
+        by_fd[fd] = st
         return st
 
     def free(self, conn: Any) -> None:
@@ -562,8 +596,8 @@ class Watcher:
         with self._lock:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
-            st = self._conns.get(id(conn))
-            if st is None or not st.holds(conn):
+            st = self._state_of(conn)
+            if st is None:
                 # Never handed to us: free means "release it", so close it.
                 close = getattr(conn, "close", None)
                 if callable(close):
@@ -586,12 +620,10 @@ class Watcher:
 
     def _on_conn_dropped(self, ref: Any) -> None:
         # weakref callback: may run on any thread, even inside wait_io or while
-        # _lock is held by this very thread, so it only queues and pokes. The
-        # entry under the dead conn's id is still its own: another conn can get
-        # that id only once this one's memory is freed, after this callback.
+        # _lock is held by this very thread, so it only queues and pokes.
         if self._generation != _FORKS[0]:
             return  # in a child of fork(): the conn is the parent's (see _abandon)
-        st = self._conns.get(ref.key)
+        st = ref.state
         if st is None or st.ref is not ref:
             return  # torn down already
         self._dropped.append(st)
@@ -960,25 +992,40 @@ class Watcher:
         """Under _lock: take the descriptor out of ``st`` (free() may otherwise
         shut down a number reused by then) and return it."""
         fd, st.fd = st.fd, -1
+        by_fd = self._by_fd
+        if 0 <= fd < len(by_fd) and by_fd[fd] is st:
+            by_fd[fd] = None
         ref = st.ref
-        if ref is not None and type(ref) is not _ConnRef:
+        if isinstance(ref, _ConnRef):
+            if ref() is not None:  # freed, still the user's: a later op fails as freed
+                self._retired.add(st)
+            else:  # gone (GC): nothing can ask for it again
+                self._drop_ref(st)
+        elif ref is not None:
             # Held strongly: nothing would ever collect this conn. Forget it
             # now that it is released (a later op on it is refused as closed).
             key = id(ref)
-            if self._conns.get(key) is st:
-                del self._conns[key]
+            if self._held.get(key) is st:
+                del self._held[key]
             st.ref = None
         return fd
+
+    @staticmethod
+    def _drop_ref(st: _Conn) -> None:
+        """Unlink ``st`` and its _ConnRef (a cycle the refcount alone would keep)."""
+        ref = st.ref
+        if isinstance(ref, _ConnRef):
+            ref.state = None
+            st.ref = None
 
     def _collect_dropped(self) -> None:
         dropped = self._dropped
         while dropped:
             st = dropped.popleft()
             with self._lock:
-                key = st.ref.key  # only weakly held conns are dropped
-                if self._conns.get(key) is st:
-                    del self._conns[key]
+                self._retired.discard(st)
             if st.freed or st.fd < 0:
+                self._drop_ref(st)
                 continue  # free() already released it
             self._gc_found += 1
             st.freed = True
@@ -1005,8 +1052,8 @@ class Watcher:
                 self._closed = True
                 if not busy:  # (before anything allocates: a finalizer may close() too)
                     self._teardown_tid = me
-                for st in list(self._conns.values()):  # (a finalizer may free() meanwhile)
-                    if not st.freed:
+                for st in list(self._by_fd):  # (a finalizer may free() meanwhile)
+                    if st is not None and not st.freed:
                         _shutdown(st.fd)
                 if busy:
                     self._engine.wake()
@@ -1042,12 +1089,17 @@ class Watcher:
 
     def _all_states(self) -> List[_Conn]:
         """Every connection's state: known, closing, or waiting to be freed."""
-        return list(self._conns.values()) + list(self._closing.values()) + self._frees
+        known = [st for st in self._by_fd if st is not None]
+        return known + list(self._closing.values()) + self._frees + list(self._retired)
 
     def _forget_all(self) -> None:
         """Drop every connection and every op queued (teardown)."""
+        for st in self._all_states():
+            self._drop_ref(st)  # (a conn's later op then meets a closed watcher)
         self._closing.clear()
-        self._conns.clear()
+        self._by_fd.clear()
+        self._held.clear()
+        self._retired.clear()
         self._at_engine = 0
         self._pending.clear()
         self._frees.clear()

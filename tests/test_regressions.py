@@ -329,3 +329,119 @@ def test_ctrl_c_in_a_blocked_wait_submits_nothing_twice(backend, pair):
         assert r.context == "r2" and bytes(buf2[: r.size]) == b"second"
     finally:
         w.close()
+
+
+# -- the conn -> state lookup through the conn's own weak reference ----------------------
+
+def _conn_refs() -> int:
+    """How many of the watchers' per-connection weak references exist."""
+    import gc
+
+    return sum(1 for o in gc.get_objects() if type(o).__name__ == "_ConnRef")
+
+
+@pytest.mark.parametrize("how", ["dropped", "freed-then-dropped", "closed"])
+def test_connection_state_is_reclaimed_without_the_cyclic_gc(backend, how):
+    """A released connection's state and its weak reference point at each
+    other; the watcher unlinks them, so reference counting alone reclaims them
+    (a busy server never waits for the cyclic GC to give that memory back)."""
+    import gc
+
+    gc.collect()
+    base = _conn_refs()
+    gc.disable()
+    try:
+        w = gaio.Watcher(backend=backend)
+        pairs = [socket.socketpair() for _ in range(5)]
+        try:
+            for i, (a, _) in enumerate(pairs):
+                w.write(i, a, b"x")
+            assert len(collect(w, 5)) == 5
+            assert _conn_refs() == base + 5
+            conns = [a for a, _ in pairs]
+            if how == "freed-then-dropped":
+                for a in conns:
+                    w.free(a)
+                w.wait_io(0)
+                assert _conn_refs() == base + 5  # still the user's: a later op must fail as freed
+            if how == "closed":
+                w.close()
+            del a, conns
+            pairs = [(None, b) for _, b in pairs]
+            if how != "closed":
+                w.wait_io(0.05)
+            assert _conn_refs() == base
+            if how == "dropped":
+                assert w.get_gc() == (5, 5)
+            else:
+                assert w.get_gc() == (0, 0)
+        finally:
+            w.close()
+            for _, b in pairs:
+                b.close()
+    finally:
+        gc.enable()
+
+
+def test_conn_found_among_other_weak_references(watcher, pair):
+    """The watcher finds a conn's state among the conn's weak references: the
+    user's own (plain, with a callback, made before or after the first op), and
+    another watcher's."""
+    import weakref
+
+    conn, peer = pair
+    early = weakref.ref(conn)
+    called = []
+    early_cb = weakref.ref(conn, called.append)
+    registry = weakref.WeakValueDictionary({"c": conn})
+    watcher.read("one", conn, bytearray(2))
+    late = weakref.ref(conn, called.append)
+    proxy = weakref.proxy(conn)
+    with gaio.Watcher(backend=watcher.backend) as other:
+        other.read("other", conn, bytearray(2))  # conn is watcher's: closed for other
+        (r,) = collect(other, 1)
+        assert isinstance(r.error, gaio.ConnClosedError), r
+        watcher.read("two", conn, bytearray(2))
+        peer.sendall(b"abcd")
+        results = collect(watcher, 2)
+        assert [(r.context, bytes(r.buffer)) for r in results] == [("one", b"ab"), ("two", b"cd")]
+        assert all(r.conn is conn for r in results)
+    assert early() is conn and early_cb() is conn and late() is conn and registry["c"] is conn
+    assert proxy.fileno() == -1 and not called
+
+
+class _StubbornConn:
+    """Names a socket by a number it keeps reporting after close(), as a thin
+    wrapper caching its descriptor would."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.fd = sock, sock.fileno()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_freed_conn_is_not_adopted_again_while_the_user_holds_it(watcher):
+    """After free(), a conn the user still holds stays known as freed, even once
+    its descriptor is closed and its number belongs to a new socket: a later op
+    fails with ConnClosedError and never takes the new socket's descriptor."""
+    a, b = socket.socketpair()
+    conn = _StubbornConn(a)
+    watcher.write("w", conn, b"x")
+    assert collect(watcher, 1)[0].error is None
+    watcher.free(conn)
+    watcher.wait_io(0)
+    c, d = socket.socketpair()  # the lowest free numbers: likely the freed one
+    try:
+        watcher.read("late", conn, bytearray(1))
+        (r,) = collect(watcher, 1)
+        assert isinstance(r.error, gaio.ConnClosedError), r
+        d.sendall(b"k")
+        c.settimeout(5)
+        assert c.recv(1) == b"k"  # the new socket is untouched
+    finally:
+        for s in (b, c, d):
+            s.close()
