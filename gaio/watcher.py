@@ -178,37 +178,53 @@ class OpResult:
 
 
 # The weak reference each _Conn holds to the user's conn, which is also how a
-# conn leads to its state: ``getweakrefs(conn)`` lists it, and its ``state``
-# slot holds the _Conn (None once the watcher let go of it). So an idle
-# connection costs no dict entry and no boxed id (about 60 bytes less than a
-# dict keyed by ``id(conn)``), and a new conn that reuses a dead one's address
-# can never meet the dead one's state. The shared callback finds the state
-# through the slot too. Each watcher makes its own subclass (``_new_ref_type``),
-# so that one type check tells its references from another watcher's or the
-# user's (cheaper than comparing callbacks). Built with type() so that mypyc
-# (see gaio/_native.py) leaves it an ordinary weakref subclass: a compiled
-# class cannot derive from weakref.ref.
-_ConnRef: Final[Any] = type("_ConnRef", (weakref.ref,), {"__slots__": ("state",)})
+# conn leads to its state: ``getweakrefs(conn)`` lists it, and its callback
+# *is* the _Conn (callable: it tells the watcher that the conn is gone). So an
+# idle connection costs no dict entry and no boxed id (about 60 bytes less
+# than a dict keyed by ``id(conn)``), nor a slot in the reference (a bare
+# weakref is an 80-byte block, one with a slot 96), and a new conn that reuses
+# a dead one's address can never meet the dead one's state. Each watcher makes
+# its own subclass (``_new_ref_type``), so that one type check tells its
+# references from another watcher's or the user's, and the subclass carries
+# the watcher's handler. Built with type() so that mypyc (see gaio/_native.py)
+# leaves it an ordinary weakref subclass: a compiled class cannot derive from
+# weakref.ref.
+_ConnRef: Final[Any] = type("_ConnRef", (weakref.ref,), {"__slots__": ()})
 
 
-def _new_ref_type() -> Any:
-    """A _ConnRef subclass of one watcher's own."""
-    return type("_ConnRef", (_ConnRef,), {"__slots__": ()})
+def _new_ref_type(on_drop: Callable[["_Conn"], None]) -> Any:
+    """A _ConnRef subclass of one watcher's own; ``on_drop(state)`` is called
+    when a conn it references is gone."""
+    return type("_ConnRef", (_ConnRef,), {"__slots__": (), "on_drop": on_drop})
+
+
+class _Queues:
+    """The ops queued behind a connection's ops at the engine (few have any)."""
+
+    __slots__ = ("reads", "writes")
+
+    reads: Optional[Deque[OpResult]]
+    writes: Optional[Deque[OpResult]]
+
+    def __init__(self) -> None:
+        self.reads = self.writes = None
 
 
 class _Conn:
     """Per-connection state."""
 
+    # Compiled, each field costs 8 bytes and the callback (``__call__``) a
+    # vectorcall pointer; with six fields and the flags the object fits a
+    # 96-byte block, so the two rarely used queues share one field.
     __slots__ = (
         "fd",
-        # a _ConnRef to the conn (whose ``state`` is this); the conn itself if
+        # a _ConnRef to the conn (whose callback is this); the conn itself if
         # it cannot be weakly referenced (Watcher._held), until released; or
         # None. (One slot, not two: 16 bytes less per conn compiled.)
         "ref",
         "read_head",  # the read op at the engine, or None
-        "reads",  # deque of reads queued behind it, or None (most conns never need one)
         "write_head",
-        "writes",
+        "queued",  # a _Queues once an op had to queue, else None
         "attached",  # the engine watches fd
         "eof",  # a read saw end of stream: later reads see it too
         "freed",
@@ -217,9 +233,8 @@ class _Conn:
     fd: Any  # an int; Any keeps one object that every engine call shares (no boxing per op)
     ref: Any
     read_head: Optional[OpResult]
-    reads: Optional[Deque[OpResult]]
     write_head: Optional[OpResult]
-    writes: Optional[Deque[OpResult]]
+    queued: Optional[_Queues]
     attached: bool
     eof: bool
     freed: bool
@@ -227,8 +242,46 @@ class _Conn:
     def __init__(self, fd: Any, ref: Any) -> None:
         self.fd = fd
         self.ref = ref
-        self.read_head = self.reads = self.write_head = self.writes = None
+        self.read_head = self.write_head = self.queued = None
         self.attached = self.eof = self.freed = False
+
+    def __call__(self, ref: Any) -> None:
+        """The callback of ``ref``, this state's _ConnRef: its conn is gone."""
+        type(ref).on_drop(self)
+
+    @property
+    def reads(self) -> Optional[Deque[OpResult]]:
+        """Reads queued behind ``read_head``, in order, or None."""
+        queued = self.queued
+        return None if queued is None else queued.reads
+
+    @reads.setter
+    def reads(self, queue: Optional[Deque[OpResult]]) -> None:
+        queued = self.queued
+        if queued is None:
+            if queue is None:
+                return
+            queued = self.queued = _Queues()
+        queued.reads = queue
+        if queue is None and queued.writes is None:
+            self.queued = None
+
+    @property
+    def writes(self) -> Optional[Deque[OpResult]]:
+        """Writes queued behind ``write_head``, in order, or None."""
+        queued = self.queued
+        return None if queued is None else queued.writes
+
+    @writes.setter
+    def writes(self, queue: Optional[Deque[OpResult]]) -> None:
+        queued = self.queued
+        if queued is None:
+            if queue is None:
+                return
+            queued = self.queued = _Queues()
+        queued.writes = queue
+        if queue is None and queued.reads is None:
+            self.queued = None
 
 
 def _check_conn(conn: Any) -> None:
@@ -403,8 +456,7 @@ class Watcher:
         self._loop_cpu: Optional[int] = None
         self._loop_cpu_tid = 0  # native id of the thread last pinned
         self._poller_cpu: Optional[int] = None
-        self._conn_dropped = self._on_conn_dropped  # one bound method for every conn
-        self._ref_type: Any = _new_ref_type()
+        self._ref_type: Any = _new_ref_type(self._on_conn_dropped)
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -525,7 +577,7 @@ class Watcher:
         ref_type = self._ref_type
         for ref in _getweakrefs(conn):
             if type(ref) is ref_type:
-                st: Optional[_Conn] = ref.state
+                st: Optional[_Conn] = ref.__callback__
                 return st
         if self._held:
             held = self._held.get(id(conn))
@@ -572,15 +624,11 @@ class Watcher:
         except OSError as exc:
             op.error = exc
             return None
+        st = _Conn(fd, conn)
         try:
-            ref = self._ref_type(conn, self._conn_dropped)
+            st.ref = self._ref_type(conn, st)
         except TypeError:  # cannot be weakly referenced: hold it, no GC for it
-            ref = None
-        st = _Conn(fd, conn if ref is None else ref)
-        if ref is None:
             self._held[id(conn)] = st
-        else:
-            ref.state = st
         by_fd = self._by_fd
         if fd >= len(by_fd):
             by_fd.extend([None] * (fd + 1 - len(by_fd)))
@@ -618,13 +666,12 @@ class Watcher:
                     self._sleeping = False
                     self._engine.wake()
 
-    def _on_conn_dropped(self, ref: Any) -> None:
+    def _on_conn_dropped(self, st: _Conn) -> None:
         # weakref callback: may run on any thread, even inside wait_io or while
         # _lock is held by this very thread, so it only queues and pokes.
         if self._generation != _FORKS[0]:
             return  # in a child of fork(): the conn is the parent's (see _abandon)
-        st = ref.state
-        if st is None or st.ref is not ref:
+        if st.ref is None:
             return  # torn down already
         self._dropped.append(st)
         if self._sleeping and not self._closed:
@@ -851,14 +898,14 @@ class Watcher:
                     return
                 st.read_head = None
                 self._finish(op, None)
-                if st.reads is not None:
+                if st.queued is not None:
                     self._next_read(st)
             elif size < len(op._view):
                 self._start_write(st, op)  # partial write: send the rest
             else:
                 st.write_head = None
                 self._finish(op, None)
-                if st.writes is not None:
+                if st.queued is not None:
                     self._next_write(st)
             return
         self._complete_other(st, op, res, mem)
@@ -894,7 +941,7 @@ class Watcher:
                 self._fail_queued(st.reads)
                 st.reads = None
                 self._release_if_idle(st)
-            elif st.reads is not None:
+            elif st.queued is not None:
                 self._next_read(st)
         else:
             st.write_head = None
@@ -903,7 +950,7 @@ class Watcher:
                 self._fail_queued(st.writes)
                 st.writes = None
                 self._release_if_idle(st)
-            elif st.writes is not None:
+            elif st.queued is not None:
                 self._next_write(st)
 
     def _finish(self, op: OpResult, error: Optional[BaseException]) -> None:
@@ -1012,10 +1059,9 @@ class Watcher:
 
     @staticmethod
     def _drop_ref(st: _Conn) -> None:
-        """Unlink ``st`` and its _ConnRef (a cycle the refcount alone would keep)."""
-        ref = st.ref
-        if isinstance(ref, _ConnRef):
-            ref.state = None
+        """Let go of ``st``'s _ConnRef, whose callback is ``st``: a cycle the
+        refcount alone would keep."""
+        if isinstance(st.ref, _ConnRef):
             st.ref = None
 
     def _collect_dropped(self) -> None:
@@ -1126,7 +1172,7 @@ class Watcher:
                 for queue in (st.reads, st.writes):
                     for op in queue or ():
                         op._view = None
-                st.read_head = st.write_head = st.reads = st.writes = None
+                st.read_head = st.write_head = st.queued = None
             for op in self._pending:
                 op._view = None
             self._forget_all()

@@ -445,3 +445,4 @@ def test_freed_conn_is_not_adopted_again_while_the_user_holds_it(watcher):
     finally:
         for s in (b, c, d):
             s.close()
+

@@ -253,7 +253,7 @@ class ReadinessEngine(ABC):
 
     # -- helpers ----------------------------------------------------------------
     def _grow(self, fd: int) -> None:
-        """Make the per-fd lists cover ``fd`` (doubling: amortised O(1))."""
+        """Make the per-fd lists cover ``fd`` (geometric growth: see grown)."""
         add = grown(len(self._flags), fd) - len(self._flags)
         self._flags.extend([0] * add)
         self._recv_tok.extend([None] * add)
