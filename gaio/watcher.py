@@ -725,6 +725,11 @@ class Watcher:
             if closed:
                 self._teardown()
         if closed or results is None:
+            # In the Python build the exception's traceback keeps this frame
+            # and its locals: let go of the ops they name, whose contexts are
+            # the user's (a finalizer among them runs now, not whenever the
+            # caller drops the exception).
+            results, pending, frees = None, [], []
             raise WatcherClosedError("watcher closed")
         return results
 
