@@ -25,10 +25,11 @@ A deadline or ``free`` asks the engine to cancel; the op still completes only
 when the engine says so, with whatever it moved (bytes that raced a deadline
 are delivered, never dropped).
 
-Connections are keyed by ``id(conn)`` and the per-connection state holds a
-weak reference to the conn, so a dropped conn is noticed (its callback queues it
-for closing, counted by ``get_gc``) without the watcher keeping it alive; an op
-holds its conn strongly, so a conn with pending ops is never collected.
+A conn leads to its state through the weak reference the watcher keeps to it
+(``getweakrefs(conn)`` lists it; its callback is the state), so a dropped conn
+is noticed (the callback queues it for closing, counted by ``get_gc``) without
+the watcher keeping it alive, and no table keyed by ``id(conn)`` is needed; an
+op holds its conn strongly, so a conn with pending ops is never collected.
 """
 
 from __future__ import annotations
