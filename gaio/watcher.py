@@ -323,6 +323,16 @@ def _bytes_view(buf: Any, writable: bool) -> Any:
     return view
 
 
+def _names_descriptor(conn: Any) -> bool:
+    """Does ``conn.fileno()`` give a descriptor number (after the watcher
+    released its copy)?"""
+    try:
+        fd = conn.fileno()
+    except Exception:  # closed io objects raise ValueError, sockets OSError
+        return False
+    return isinstance(fd, int) and fd >= 0
+
+
 def _listening(conn: Any, fd: int) -> bool:
     """Is ``conn`` (a socket, descriptor ``fd``) a listening socket? Engines
     differ there (a read fails at once on epoll, waits for a client on
@@ -1054,9 +1064,13 @@ class Watcher:
                 self._retired.add(st)
             else:  # gone (GC): nothing can ask for it again
                 self._drop_ref(st)
-        elif ref is not None:
+        elif ref is not None and not _names_descriptor(ref):
             # Held strongly: nothing would ever collect this conn. Forget it
             # now that it is released (a later op on it is refused as closed).
+            # One whose fileno() still gives a number (cached, or its own
+            # descriptor, which it had no close() for) stays held, until
+            # close(): adopted anew, a later op would run on whatever that
+            # number names now; kept, it fails as freed.
             key = id(ref)
             if self._held.get(key) is st:
                 del self._held[key]
@@ -1146,6 +1160,8 @@ class Watcher:
 
     def _forget_all(self) -> None:
         """Drop every connection and every op queued (teardown)."""
+        for entry in self._deadlines:
+            entry[2] = None  # an op with a deadline and its entry hold each other
         for st in self._all_states():
             self._drop_ref(st)  # (a conn's later op then meets a closed watcher)
         self._closing.clear()

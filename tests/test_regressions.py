@@ -424,25 +424,90 @@ class _StubbornConn:
         self.sock.close()
 
 
-def test_freed_conn_is_not_adopted_again_while_the_user_holds_it(watcher):
+class _SlotStubbornConn(_StubbornConn):
+    """The same, and it cannot be weakly referenced (so the watcher holds it)."""
+
+    __slots__ = ("sock", "fd")
+
+
+class _NoCloseConn:
+    """A conn with no close(): the watcher cannot close the descriptor it
+    names, which stays open and is the user's."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+@pytest.mark.parametrize("kind", [_StubbornConn, _SlotStubbornConn, _NoCloseConn])
+def test_freed_conn_is_not_adopted_again_while_the_user_holds_it(watcher, kind):
     """After free(), a conn the user still holds stays known as freed, even once
-    its descriptor is closed and its number belongs to a new socket: a later op
-    fails with ConnClosedError and never takes the new socket's descriptor."""
+    its descriptor is closed and its number belongs to a new socket (or, with
+    no close(), its own descriptor is still open): a later op fails with
+    ConnClosedError and never runs on the descriptor that number names.
+    (Found by an audit for conns that take no weak reference: their state was
+    forgotten at free(), and a later write reached an unrelated socket.)"""
     a, b = socket.socketpair()
-    conn = _StubbornConn(a)
+    conn = kind(a)
     watcher.write("w", conn, b"x")
     assert collect(watcher, 1)[0].error is None
     watcher.free(conn)
     watcher.wait_io(0)
     c, d = socket.socketpair()  # the lowest free numbers: likely the freed one
     try:
-        watcher.read("late", conn, bytearray(1))
-        (r,) = collect(watcher, 1)
-        assert isinstance(r.error, gaio.ConnClosedError), r
+        watcher.write("late", conn, b"STOLEN")
+        watcher.read("late-read", conn, bytearray(1))
+        results = collect(watcher, 2)
+        assert all(isinstance(r.error, gaio.ConnClosedError) for r in results), results
         d.sendall(b"k")
         c.settimeout(5)
         assert c.recv(1) == b"k"  # the new socket is untouched
+        for s in (c, d):
+            s.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                s.recv(16)  # nothing reached either
+        b.settimeout(5)
+        assert b.recv(16) == b"x" and b.recv(16) == b""  # the first write, then free()'s EOF
     finally:
-        for s in (b, c, d):
+        for s in (a, b, c, d):
             s.close()
 
+
+@pytest.mark.parametrize("where", ["in-flight", "queued"])
+def test_close_lets_go_of_ops_with_deadlines_without_the_cyclic_gc(backend, where):
+    """Found by an audit: an op with a deadline and its entry in the deadline
+    heap point at each other, and close() left that cycle, so the op, its
+    context and its conn lived until the cyclic GC ran."""
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        w = gaio.Watcher(backend=backend)
+        a, b = socket.socketpair()
+        try:
+            ctx = _Ctx()
+            ref = weakref.ref(ctx)
+            far = time.monotonic() + 3600
+            if where == "queued":
+                w.read("head", a, bytearray(1))
+            w.read_timeout(ctx, a, bytearray(1), far)
+            del ctx
+            assert w.wait_io(0.01) == []
+            w.close()
+            assert ref() is None
+        finally:
+            w.close()
+            a.close()
+            b.close()
+    finally:
+        gc.enable()
+
+
+class _Ctx:
+    """A context to watch with a weak reference."""
