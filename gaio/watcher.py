@@ -215,8 +215,9 @@ class _Conn:
     """Per-connection state."""
 
     # Compiled, each field costs 8 bytes and the callback (``__call__``) a
-    # vectorcall pointer; with six fields and the flags the object fits a
-    # 96-byte block, so the two rarely used queues share one field.
+    # vectorcall pointer: with these five fields and the flags the object is a
+    # 96-byte block, with six a 112-byte one, so the two rarely used queues
+    # share one field.
     __slots__ = (
         "fd",
         # a _ConnRef to the conn (whose callback is this); the conn itself if
