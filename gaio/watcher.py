@@ -259,14 +259,7 @@ class _Conn:
 
     @reads.setter
     def reads(self, queue: Optional[Deque[OpResult]]) -> None:
-        queued = self.queued
-        if queued is None:
-            if queue is None:
-                return
-            queued = self.queued = _Queues()
-        queued.reads = queue
-        if queue is None and queued.writes is None:
-            self.queued = None
+        self._set_queue(False, queue)
 
     @property
     def writes(self) -> Optional[Deque[OpResult]]:
@@ -276,13 +269,20 @@ class _Conn:
 
     @writes.setter
     def writes(self, queue: Optional[Deque[OpResult]]) -> None:
+        self._set_queue(True, queue)
+
+    def _set_queue(self, write: bool, queue: Optional[Deque[OpResult]]) -> None:
+        """Set the reads' or writes' queue; ``queued`` exists while either does."""
         queued = self.queued
         if queued is None:
             if queue is None:
                 return
             queued = self.queued = _Queues()
-        queued.writes = queue
-        if queue is None and queued.reads is None:
+        if write:
+            queued.writes = queue
+        else:
+            queued.reads = queue
+        if queued.reads is None and queued.writes is None:
             self.queued = None
 
 
@@ -1143,14 +1143,15 @@ class Watcher:
         if self._closed:
             return
         self._closed = True
-        for st in self._all_states():
+        states = self._all_states()
+        for st in states:
             fd, st.fd = st.fd, -1
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._forget_all()
+        self._forget_all(states)
         self._engine.abandon()
         self._torn_down.set()
 
@@ -1159,11 +1160,12 @@ class Watcher:
         known = [st for st in self._by_fd if st is not None]
         return known + list(self._closing.values()) + self._frees + list(self._retired)
 
-    def _forget_all(self) -> None:
-        """Drop every connection and every op queued (teardown)."""
+    def _forget_all(self, states: List[_Conn]) -> None:
+        """Drop every connection (``states``: _all_states() as teardown
+        began) and every op queued."""
         for entry in self._deadlines:
             entry[2] = None  # an op with a deadline and its entry hold each other
-        for st in self._all_states():
+        for st in states:
             self._drop_ref(st)  # (a conn's later op then meets a closed watcher)
         self._closing.clear()
         self._by_fd.clear()
@@ -1183,7 +1185,8 @@ class Watcher:
             # until then it holds their ops (its tokens), which hold them.
             self._engine.close()
         finally:
-            for st in self._all_states():
+            states = self._all_states()
+            for st in states:
                 st.attached = False  # the engine is gone, and its watch with it
                 self._close_fd(st)
                 # Its ops will never complete: let go of their buffers now (a
@@ -1198,7 +1201,7 @@ class Watcher:
                 st.read_head = st.write_head = st.queued = None
             for op in self._pending:
                 op._view = None
-            self._forget_all()
+            self._forget_all(states)
             self._torn_down.set()
 
     def __del__(self) -> None:
