@@ -129,38 +129,37 @@ class OpResult:
 
     # Every pending op has one (so every idle connection does), and in the
     # compiled twin each field costs 8 bytes, a flag 1 if it sits beside the
-    # other flags (declared last, in one group): ``operation`` is a property
-    # over a flag, ``error`` doubles as the pending cancel's error class while
-    # the op is at the engine (no user sees an op before it completes), and
-    # ``_timer`` holds the deadline until the op is filed, and the bytes still
-    # to move follow from ``_view`` and the ``_full`` flag. That keeps the
-    # compiled object at 112 bytes (a 112-byte block) instead of 152 (160).
+    # other flags (declared last, in one group). Six fields and the flags make
+    # a 96-byte block; every further field would cost a 16-byte step. So
+    # ``operation`` is a property over a flag, the bytes still to move follow
+    # from the buffer and the ``_full`` flag, and two public fields serve the
+    # watcher while the op is pending (no user sees an op before it is done):
+    # ``buffer`` holds the memory the engine works on (see _pinned), and
+    # ``error`` the deadline and any cancel requested (notes below).
     __slots__ = (
         "context",
         "conn",
+        # the user's buffer once done (a memoryview of the swap buffer for a
+        # swap read); while pending, its pinned form (see _pinned), or None
         "buffer",
         "size",
-        "error",  # None; while in flight, the error class of a requested cancel
+        # None once done well. While pending: None, the deadline (a float,
+        # until the op is filed), its entry in the deadline heap (a list), or
+        # the error class of a requested cancel (the entry then unlinked).
+        "error",
         "_conn_state",  # the _Conn, or None when the op failed at submission
-        "_view",  # the user's buffer as bytes (see _bytes_view); None for swap reads
-        # The deadline (absolute time.monotonic() seconds) until the op is
-        # filed, then its entry in the deadline heap; None when it has none or
-        # is done.
-        "_timer",
         "is_swap_buffer",
         "_write",  # a write (OpType.WRITE), else a read
-        "_full",  # completes only once all of _view has moved: writes and read_full
+        "_full",  # completes only once all of the buffer has moved: writes and read_full
         "_done",
     )
 
     context: Any
     conn: Any
-    buffer: Any  # the user's buffer, or a memoryview of the swap buffer
+    buffer: Any
     size: int
     error: Any  # Optional[BaseException] for the user (see watcher.pyi)
     _conn_state: Optional["_Conn"]
-    _view: Any  # Optional[bytes | bytearray | memoryview]
-    _timer: Any  # float, list or None
     is_swap_buffer: bool
     _write: bool
     _full: bool
@@ -296,11 +295,18 @@ def _check_conn(conn: Any) -> None:
         )
 
 
-def _bytes_view(buf: Any, writable: bool) -> Any:
-    """``buf`` as a flat sequence of bytes for the engine: a ``bytes`` itself
-    (immutable: no view to make), else a 1-D memoryview of unsigned bytes, whose
-    export keeps a bytearray from being resized while the op is pending. Either
-    way ``len()`` is its size in bytes."""
+def _pinned(buf: Any, writable: bool) -> Any:
+    """What a pending op keeps in its ``buffer`` field for the user's ``buf``:
+    memory the engine can work on, held so that the user cannot free or
+    resize it while the op is pending, and from which ``buf`` itself comes
+    back when the op is done (see _unpin).
+
+    A ``bytes`` is itself (immutable); a bytearray a memoryview of it, whose
+    export keeps it from being resized and whose ``obj`` is the bytearray;
+    any other buffer the pair ``(buf, view)``, where ``view`` is a 1-D
+    memoryview of unsigned bytes with an export of its own (which holds even
+    if the user releases a memoryview they passed, and whose ``obj`` names
+    what it views, not ``buf``). _engine_view() gives the engine's memory."""
     cls = type(buf)
     if cls is bytearray or (cls is bytes and not writable):  # the common cases, checked cheaply
         if not buf:
@@ -321,7 +327,28 @@ def _bytes_view(buf: Any, writable: bool) -> Any:
         raise TypeError("buf must be a C-contiguous buffer")
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
-    return view
+    return (buf, view)
+
+
+_MEMORYVIEW: Final = memoryview  # (compiled: a C static, not a lookup in builtins per use)
+
+
+def _engine_view(op: "OpResult") -> Any:
+    """The memory a pending op moves bytes from or to, as the engine takes it
+    (``len()`` is its size in bytes); None for a swap read."""
+    pinned = op.buffer
+    return pinned[1] if type(pinned) is tuple else pinned
+
+
+def _unpin(op: "OpResult") -> None:
+    """Give a pending op's buffer back: ``buffer`` becomes the object the user
+    passed, and the view that kept it from being resized is let go. Never
+    twice: a done op's ``buffer`` may be the user's own memoryview."""
+    pinned = op.buffer
+    if type(pinned) is _MEMORYVIEW:
+        op.buffer = pinned.obj  # a bytearray's
+    elif type(pinned) is tuple:
+        op.buffer = pinned[0]
 
 
 def _names_descriptor(conn: Any) -> bool:
@@ -512,60 +539,56 @@ class Watcher:
         ``buf=None`` reads into the watcher's swap buffer: the result's
         ``buffer`` is then a memoryview valid until the next ``wait_io``.
         """
-        self._submit(_READ, ctx, conn, buf, None if buf is None else _bytes_view(buf, True), None, False)
+        self._submit(_READ, ctx, conn, None if buf is None else _pinned(buf, True), None, False)
 
     def read_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Any) -> None:
         """Like :meth:`read`, failing with ``DeadlineError`` if nothing came by
         ``deadline`` (absolute, on the ``time.monotonic()`` clock)."""
-        view = None if buf is None else _bytes_view(buf, True)
-        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), False)
+        pinned = None if buf is None else _pinned(buf, True)
+        self._submit(_READ, ctx, conn, pinned, _check_deadline(deadline), False)
 
     def read_full(self, ctx: Any, conn: Any, buf: Any, deadline: Any = None) -> None:
         """Fill ``buf`` completely; on EOF, error or deadline the result's
         ``size`` says how much arrived."""
         if buf is None:
             raise EmptyBufferError("buf is None: read_full needs a buffer to fill")
-        view = _bytes_view(buf, True)
-        self._submit(_READ, ctx, conn, buf, view, _check_deadline(deadline), True)
+        self._submit(_READ, ctx, conn, _pinned(buf, True), _check_deadline(deadline), True)
 
     def write(self, ctx: Any, conn: Any, buf: Any) -> None:
         """Write all of ``buf`` to ``conn``. Keep ``buf`` unchanged until done."""
         if buf is None:
             raise EmptyBufferError("buf is None: there is nothing to write")
-        view = _bytes_view(buf, False)
-        self._submit(_WRITE, ctx, conn, buf, view, None, True)
+        self._submit(_WRITE, ctx, conn, _pinned(buf, False), None, True)
 
     def write_timeout(self, ctx: Any, conn: Any, buf: Any, deadline: Any) -> None:
         """Like :meth:`write`, failing with ``DeadlineError`` (``size`` = bytes
         written) if not done by ``deadline``."""
         if buf is None:
             raise EmptyBufferError("buf is None: there is nothing to write")
-        view = _bytes_view(buf, False)
-        self._submit(_WRITE, ctx, conn, buf, view, _check_deadline(deadline), True)
+        self._submit(_WRITE, ctx, conn, _pinned(buf, False), _check_deadline(deadline), True)
 
     def _submit(
         self,
         kind: OpType,
         ctx: Any,
         conn: Any,
-        buf: Any,
-        view: Any,
+        pinned: Any,
         deadline: Optional[float],
         full: bool,
     ) -> None:
+        """Queue an op for the loop; ``pinned`` is _pinned(buf), or None for a
+        swap read."""
         if self._closed or self._generation != _FORKS[0]:
             raise self._refusal()
         op = OpResult()
         op._write = kind is _WRITE
         op.context = ctx
         op.conn = conn
-        op.buffer = buf
-        op.is_swap_buffer = buf is None
+        op.buffer = pinned
+        op.is_swap_buffer = pinned is None
         op.size = 0
-        op.error = None
-        op._view = view
+        op.error = deadline  # (filed by _enqueue)
         op._full = full
-        op._timer = deadline
         op._done = False
         self._acquire()
         try:
@@ -834,10 +857,10 @@ class Watcher:
                 self._finish(op, exc)
                 return
             st.attached = True
-        deadline = op._timer
+        deadline = op.error  # (a float or None: see OpResult.error)
         if deadline is not None:
             self._deadline_seq += 1
-            op._timer = timer = [deadline, self._deadline_seq, op]
+            op.error = timer = [deadline, self._deadline_seq, op]
             _heappush(self._deadlines, timer)
         # An op behind another still at the engine waits for it, even on a
         # freed conn: completions stay in submission order.
@@ -866,7 +889,7 @@ class Watcher:
     def _start_read(self, st: _Conn, op: OpResult) -> None:
         st.read_head = op
         self._at_engine += 1
-        view = op._view
+        view = _engine_view(op)
         if op.size and view is not None:
             view = memoryview(view)[op.size :]  # read_full: the rest of the buffer
         self._engine_recv(op, st.fd, view)
@@ -874,7 +897,7 @@ class Watcher:
     def _start_write(self, st: _Conn, op: OpResult) -> None:
         st.write_head = op
         self._at_engine += 1
-        view = op._view
+        view = _engine_view(op)
         assert view is not None  # writes always have one
         self._engine_send(op, st.fd, memoryview(view)[op.size :] if op.size else view)
 
@@ -904,20 +927,21 @@ class Watcher:
         """Turn the engine's completion of ``op`` into a result, or go on."""
         st = op._conn_state
         assert st is not None  # only ops refused at submission lack one, and they never reach the engine
-        if res > 0 and op.error is None and not st.freed:
+        pending = op.error  # None, or the deadline's entry: no cancel requested
+        if res > 0 and (pending is None or type(pending) is list) and not st.freed:
             # the common case, kept short: bytes moved, nothing cancelled
             size = op.size = op.size + res
             if not op._write:
                 if mem is not None:
                     op.buffer = mem
-                elif op._full and size < len(op._view):
+                elif op._full and size < len(_engine_view(op)):
                     self._start_read(st, op)  # read_full: go on where it stopped
                     return
                 st.read_head = None
                 self._finish(op, None)
                 if st.queued is not None:
                     self._next_read(st)
-            elif size < len(op._view):
+            elif size < len(_engine_view(op)):
                 self._start_write(st, op)  # partial write: send the rest
             else:
                 st.write_head = None
@@ -930,12 +954,14 @@ class Watcher:
     def _complete_other(self, st: _Conn, op: OpResult, res: int, mem: Optional[memoryview]) -> None:
         """End of stream, errors, cancelled ops and freed conns."""
         cancel_error = op.error  # the class of a requested cancel, or None
+        if type(cancel_error) is list:
+            cancel_error = None  # (its deadline's entry: not cancelled)
         if res > 0:  # moved bytes, but was cancelled or freed meanwhile
             if mem is not None:
                 op.buffer = mem
             op.size += res
             error = None
-            if cancel_error is not None and op._full and op.size < len(op._view):
+            if cancel_error is not None and op._full and op.size < len(_engine_view(op)):
                 error = cancel_error(_cancel_message(cancel_error))
         elif res == 0 and not op._write:
             st.eof = True
@@ -971,15 +997,14 @@ class Watcher:
                 self._next_write(st)
 
     def _finish(self, op: OpResult, error: Optional[BaseException]) -> None:
+        timer = op.error
+        if timer is not None and type(timer) is list:  # its deadline's entry
+            timer[2] = None  # the heap must not keep the op (and its conn) alive
         op.error = error
         op._done = True
-        op._view = None  # the user's buffer is theirs again (resizable)
-        timer = op._timer
-        if timer is not None:
-            if type(timer) is list:  # (a float: refused before it was filed)
-                timer[2] = None  # the heap must not keep the op (and its conn) alive
-            op._timer = None
-        if op.is_swap_buffer and op.size == 0:
+        if not op.is_swap_buffer:
+            _unpin(op)  # the user's buffer is theirs again (resizable)
+        elif op.size == 0:
             op.buffer = _EMPTY
         self._results.append(op)
 
@@ -988,8 +1013,8 @@ class Watcher:
         now = _monotonic()
         while heap and heap[0][0] <= now:
             op = _heappop(heap)[2]
-            if op is None or op.error is not None:
-                continue  # done already, or its cancel is under way
+            if op is None:
+                continue  # done already, or cancelled (either unlinks its entry)
             st = op._conn_state
             assert st is not None  # (ops refused at submission never get a timer)
             if st.read_head is op or st.write_head is op:  # at the engine: ask it to stop
@@ -1013,14 +1038,17 @@ class Watcher:
         them fail, in order, when they complete (``_complete_other``); the
         descriptor is closed once nothing is in flight."""
         for op in (st.read_head, st.write_head):
-            if op is not None and op.error is None:
+            if op is not None and (op.error is None or type(op.error) is list):  # (not cancelled yet)
                 self._cancel(st, op, ConnClosedError)
         self._release_if_idle(st, locked)
 
     def _cancel(self, st: _Conn, op: OpResult, error_class: type) -> None:
         """Ask the engine to stop ``op`` (at the engine, on ``st``); it still
         completes once, and then fails with ``error_class`` unless it is done."""
-        op.error = error_class  # (while in flight, error holds the class)
+        timer = op.error
+        if type(timer) is list:  # its deadline's entry: no longer needed
+            timer[2] = None
+        op.error = error_class  # (see OpResult.error)
         self._engine.cancel(st.fd, op._write)
 
     def _fail_queued(self, queue: Optional[Deque[OpResult]]) -> None:
@@ -1194,13 +1222,14 @@ class Watcher:
                 # finds the op <-> conn state cycle.
                 for op in (st.read_head, st.write_head):
                     if op is not None:
-                        op._view = None
+                        _unpin(op)
                 for queue in (st.reads, st.writes):
                     for op in queue or ():
-                        op._view = None
+                        if not op._done:  # (one that expired there is the user's now)
+                            _unpin(op)
                 st.read_head = st.write_head = st.queued = None
             for op in self._pending:
-                op._view = None
+                _unpin(op)
             self._forget_all(states)
             self._torn_down.set()
 
