@@ -25,7 +25,11 @@
  *
  * --idle: connect all (the hello echo means the server accepted each
  * connection and re-armed its read), wait --settle seconds, report the
- * server's RSS growth per connection, and exit.
+ * server's RSS growth per connection, and exit.  The connections come in two
+ * halves, with a --settle pause and an RSS sample between them: growth over
+ * the second half per connection is the marginal cost of one more idle
+ * connection, without what the server sets up once (pools, arenas, tables
+ * that grow in steps), which the first half also pays for.
  *
  * At exit sockets are closed with SO_LINGER{1,0} (RST), so repeated runs do
  * not pile up TIME_WAIT entries.
@@ -156,6 +160,12 @@ static long long server_rss_bytes(void) {
     }
     free(list);
     return total;
+}
+
+/* --settle: let the server finish what the last connections started */
+static void settle(void) {
+    struct timespec ts = {(time_t)opt.settle, (long)((opt.settle - (double)(time_t)opt.settle) * 1e9)};
+    nanosleep(&ts, NULL);
 }
 
 /* --- connections ---------------------------------------------------------------- */
@@ -345,13 +355,22 @@ int main(int argc, char **argv) {
     if (epfd < 0) fatal_json("epoll_create1", errno);
 
     long long rss_before = opt.idle ? server_rss_bytes() : -1;
+    long long rss_half = -1;
+    int open_half = 0;
+    int limit = opt.idle ? opt.conns / 2 : opt.conns;  /* idle: the first half, then the rest */
 
     /* ---- phase 1: connect everything, each confirmed by its hello echo ---------- */
     struct epoll_event evs[MAX_EVENTS];
     int next = 0, in_progress = 0, open_conns = 0;
     uint64_t t_conn0 = now_ns(), connect_deadline = t_conn0 + 60ull * 1000000000ull;
     while ((next < opt.conns || in_progress > 0) && !stop_flag) {
-        while (next < opt.conns && in_progress < MAX_CONNECTING) {
+        if (next == limit && in_progress == 0 && limit < opt.conns) {  /* idle: halfway */
+            settle();
+            rss_half = server_rss_bytes();
+            open_half = open_conns;
+            limit = opt.conns;
+        }
+        while (next < limit && in_progress < MAX_CONNECTING) {
             struct conn *c = &cs[next];
             c->seed = (uint32_t)(((uint64_t)next * 2654435761ull) % PATTERN_P);
             int e = start_connect(c, &sa);
@@ -426,8 +445,7 @@ int main(int argc, char **argv) {
 
     long long rss_after = -1;
     if (opt.idle) {
-        struct timespec ts = {(time_t)opt.settle, (long)((opt.settle - (double)(time_t)opt.settle) * 1e9)};
-        nanosleep(&ts, NULL);
+        settle();
         rss_after = server_rss_bytes();
     }
 
@@ -442,6 +460,9 @@ int main(int argc, char **argv) {
         if (rss_before >= 0 && rss_after >= 0 && idle_ok > 0)
             printf(", \"rss_before\": %lld, \"rss_after\": %lld, \"rss_per_conn\": %.1f", rss_before,
                    rss_after, (double)(rss_after - rss_before) / (double)idle_ok);
+        if (rss_half >= 0 && rss_after >= 0 && open_conns > open_half)
+            printf(", \"rss_half\": %lld, \"rss_marginal_per_conn\": %.1f", rss_half,
+                   (double)(rss_after - rss_half) / (double)(open_conns - open_half));
     } else {
         double rate = window > 0 ? (double)msgs_window / window : 0;
         printf(", \"window_s\": %.4f, \"msgs\": %llu, \"msgs_per_s\": %.1f, \"mb_per_s\": %.3f", window,

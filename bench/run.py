@@ -325,7 +325,8 @@ def run_one(name: str, argv: list[str], scenario: str, prof: dict, cpus: tuple) 
 
 # ---------------------------------------------------------------- reporting
 
-METRICS = ("msgs_per_s", "mb_per_s", "p50_us", "p99_us", "server_cpu_us_per_msg", "rss_per_conn")
+METRICS = ("msgs_per_s", "mb_per_s", "p50_us", "p99_us", "server_cpu_us_per_msg", "rss_per_conn",
+           "rss_marginal_per_conn")
 
 
 def summarize(reps: list[dict]) -> dict:
@@ -367,7 +368,7 @@ def cell(s: dict, m: str, spread: bool = True) -> str:
 
 def table(results: dict) -> str:
     head = ["scenario", "server", "msgs/s [min-max]", "MB/s", "p50 us", "p99 us", "CPU us/msg", "starved",
-            "RSS B/conn", "err"]
+            "RSS B/conn", "2nd half", "err"]
     rows = []
     for scenario, per_server in results.items():
         for server, entry in per_server.items():
@@ -389,6 +390,7 @@ def table(results: dict) -> str:
                     cell(s, "server_cpu_us_per_msg", False),
                     str(s["starved_conns"]) if "starved_conns" in s else "-",
                     cell(s, "rss_per_conn"),
+                    cell(s, "rss_marginal_per_conn", False),
                     notes,
                 ]
             )
@@ -551,6 +553,7 @@ def main(argv=None) -> int:
                     else:
                         brief = (
                             f"{res['rss_per_conn']:.0f} B/conn"
+                            f" (2nd half {res.get('rss_marginal_per_conn', float('nan')):.0f})"
                             if "rss_per_conn" in res
                             else f"{res.get('msgs_per_s', 0):.0f} msgs/s"
                         )
