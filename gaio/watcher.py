@@ -295,6 +295,9 @@ def _check_conn(conn: Any) -> None:
         )
 
 
+_MEMORYVIEW: Final = memoryview  # (compiled: a C static, not a lookup in builtins per use)
+
+
 def _pinned(buf: Any, writable: bool) -> Any:
     """What a pending op keeps in its ``buffer`` field for the user's ``buf``:
     memory the engine can work on, held so that the user cannot free or
@@ -311,7 +314,7 @@ def _pinned(buf: Any, writable: bool) -> Any:
     if cls is bytearray or (cls is bytes and not writable):  # the common cases, checked cheaply
         if not buf:
             raise EmptyBufferError("buf is empty: it must hold at least one byte")
-        return buf if cls is bytes else memoryview(buf)
+        return buf if cls is bytes else _MEMORYVIEW(buf)
     try:
         view = memoryview(buf)
     except TypeError:
@@ -328,9 +331,6 @@ def _pinned(buf: Any, writable: bool) -> Any:
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return (buf, view)
-
-
-_MEMORYVIEW: Final = memoryview  # (compiled: a C static, not a lookup in builtins per use)
 
 
 def _engine_view(op: "OpResult") -> Any:
