@@ -351,6 +351,22 @@ def _unpin(op: "OpResult") -> None:
         op.buffer = pinned[0]
 
 
+def _requested_cancel(op: "OpResult") -> Any:
+    """The error class of the cancel requested for a pending op, or None (its
+    ``error`` then holds nothing, or its deadline's entry)."""
+    pending = op.error
+    return None if pending is None or type(pending) is list else pending
+
+
+def _unlink_timer(op: "OpResult") -> None:
+    """Take a pending op out of the deadline heap, if it is filed there: the
+    entry stays, naming no op (the heap must not keep the op and its conn
+    alive, and the expiry skips it)."""
+    timer = op.error
+    if type(timer) is list:
+        timer[2] = None
+
+
 def _names_descriptor(conn: Any) -> bool:
     """Does ``conn.fileno()`` give a descriptor number (after the watcher
     released its copy)?"""
@@ -927,8 +943,7 @@ class Watcher:
         """Turn the engine's completion of ``op`` into a result, or go on."""
         st = op._conn_state
         assert st is not None  # only ops refused at submission lack one, and they never reach the engine
-        pending = op.error  # None, or the deadline's entry: no cancel requested
-        if res > 0 and (pending is None or type(pending) is list) and not st.freed:
+        if res > 0 and _requested_cancel(op) is None and not st.freed:
             # the common case, kept short: bytes moved, nothing cancelled
             size = op.size = op.size + res
             if not op._write:
@@ -953,9 +968,7 @@ class Watcher:
 
     def _complete_other(self, st: _Conn, op: OpResult, res: int, mem: Optional[memoryview]) -> None:
         """End of stream, errors, cancelled ops and freed conns."""
-        cancel_error = op.error  # the class of a requested cancel, or None
-        if type(cancel_error) is list:
-            cancel_error = None  # (its deadline's entry: not cancelled)
+        cancel_error = _requested_cancel(op)
         if res > 0:  # moved bytes, but was cancelled or freed meanwhile
             if mem is not None:
                 op.buffer = mem
@@ -997,9 +1010,7 @@ class Watcher:
                 self._next_write(st)
 
     def _finish(self, op: OpResult, error: Optional[BaseException]) -> None:
-        timer = op.error
-        if timer is not None and type(timer) is list:  # its deadline's entry
-            timer[2] = None  # the heap must not keep the op (and its conn) alive
+        _unlink_timer(op)
         op.error = error
         op._done = True
         if not op.is_swap_buffer:
@@ -1038,16 +1049,14 @@ class Watcher:
         them fail, in order, when they complete (``_complete_other``); the
         descriptor is closed once nothing is in flight."""
         for op in (st.read_head, st.write_head):
-            if op is not None and (op.error is None or type(op.error) is list):  # (not cancelled yet)
+            if op is not None and _requested_cancel(op) is None:
                 self._cancel(st, op, ConnClosedError)
         self._release_if_idle(st, locked)
 
     def _cancel(self, st: _Conn, op: OpResult, error_class: type) -> None:
         """Ask the engine to stop ``op`` (at the engine, on ``st``); it still
         completes once, and then fails with ``error_class`` unless it is done."""
-        timer = op.error
-        if type(timer) is list:  # its deadline's entry: no longer needed
-            timer[2] = None
+        _unlink_timer(op)
         op.error = error_class  # (see OpResult.error)
         self._engine.cancel(st.fd, op._write)
 
