@@ -539,11 +539,14 @@ def main(argv=None) -> int:
     try:
         for scenario in chosen_scenarios:
             results[scenario] = {}
-            for name in chosen_servers:
-                if scenario not in ONLY_IN.get(name, (scenario,)):
-                    continue
-                reps = []
-                for i in range(prof["reps"]):
+            names = [n for n in chosen_servers if scenario in ONLY_IN.get(n, (scenario,))]
+            per_server: dict = {name: [] for name in names}
+            # Repetitions go round the servers (A B C A B C ...), not one
+            # server's all at once: a slow spell of the machine, or a run that
+            # lands in loopback TCP's slow mode (see bench/README.md), then
+            # falls on every server alike instead of on one of them.
+            for i in range(prof["reps"]):
+                for name in names:
                     try:
                         res = run_one(name, servers[name], scenario, prof, cpus)
                     except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
@@ -562,8 +565,8 @@ def main(argv=None) -> int:
                         if res.get("server_exit") not in (0, None) or res.get("server_killed"):
                             extra += f", server exit {res.get('server_exit')}{' (killed)' if res.get('server_killed') else ''}"
                         log(f"  {scenario:8} {name:17} rep {i + 1}: {brief}{extra}")
-                    reps.append(res)
-                results[scenario][name] = {"reps": reps, "summary": summarize(reps)}
+                    per_server[name].append(res)
+                    results[scenario][name] = {"reps": per_server[name], "summary": summarize(per_server[name])}
     except KeyboardInterrupt:
         log("interrupted: reporting what was measured")
 
