@@ -438,6 +438,12 @@ def _os_error(neg_errno: int) -> OSError:
 # unless told). A plain Watcher costs nothing more (micro: within noise); a
 # subclass's instances take weak references and attributes of their own, and
 # pay about 150-200 ns per op, as mypyc then dispatches through Python.
+# (A plain Watcher cannot take them in the compiled build. Deriving it from a
+# Python base would make mypyc give it __dict__ and __weakref__ slots, but
+# mypyc 2.4 on Python 3.11 then visits and clears the weak-reference list slot
+# in tp_traverse and tp_clear as if it owned a reference there: tried, a weak
+# reference's callback never ran, and clearing drops a reference it never took.
+# So no.)
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Watcher:
     """A proactor for sockets: submit reads and writes, collect completions.
