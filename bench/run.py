@@ -540,7 +540,6 @@ def main(argv=None) -> int:
         for scenario in chosen_scenarios:
             results[scenario] = {}
             names = [n for n in chosen_servers if scenario in ONLY_IN.get(n, (scenario,))]
-            per_server: dict = {name: [] for name in names}
             # Repetitions go round the servers (A B C A B C ...), not one
             # server's all at once: a slow spell of the machine, or a run that
             # lands in loopback TCP's slow mode (see bench/README.md), then
@@ -565,10 +564,12 @@ def main(argv=None) -> int:
                         if res.get("server_exit") not in (0, None) or res.get("server_killed"):
                             extra += f", server exit {res.get('server_exit')}{' (killed)' if res.get('server_killed') else ''}"
                         log(f"  {scenario:8} {name:17} rep {i + 1}: {brief}{extra}")
-                    per_server[name].append(res)
-                    results[scenario][name] = {"reps": per_server[name], "summary": summarize(per_server[name])}
+                    results[scenario].setdefault(name, {"reps": []})["reps"].append(res)
     except KeyboardInterrupt:
         log("interrupted: reporting what was measured")
+    for per_server in results.values():
+        for entry in per_server.values():
+            entry["summary"] = summarize(entry["reps"])
 
     elapsed = time.time() - started
     print()
