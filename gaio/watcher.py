@@ -4,8 +4,9 @@ How a request travels:
 
 1. ``read``/``write``/... (any thread) validate their arguments, hand the
    connection's descriptor to the watcher on first use, and append one
-   ``OpResult`` object to ``_pending`` under ``_lock``. If ``wait_io`` is asleep
-   in the engine, they poke it awake (once per sleep).
+   ``OpResult`` object to ``_pending`` (under ``_lock`` only for a conn new to
+   the watcher). If ``wait_io`` is asleep in the engine, they poke it awake
+   (once per sleep).
 2. ``wait_io`` (one thread at a time) drives everything: it takes the pending
    list, files each op in its connection's per-direction FIFO, starts the head
    of each idle direction on the engine, waits for completions or the earliest
@@ -47,7 +48,6 @@ import stat
 import threading
 import time
 import weakref
-from _weakref import getweakrefs as _getweakrefs
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
 from . import backends
@@ -83,6 +83,7 @@ _monotonic: Final = time.monotonic
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 _EMPTY: Final = memoryview(b"")
+_getweakrefs: Final = weakref.getweakrefs  # (once per op: _state_of)
 # The longest one engine wait may be asked for (seconds); a longer timeout or a
 # far deadline (a year, inf) is waited for in such steps. Every engine can
 # express it: epoll counts milliseconds in an int (24.8 days at most), io_uring
@@ -612,11 +613,31 @@ class Watcher:
         op.error = deadline  # (filed by _enqueue)
         op._full = full
         op._done = False
+        st = self._state_of(conn)
+        if st is None:  # new to us (or refused before): adopted under _lock
+            self._submit_new(conn, op)
+            return
+        # A known conn takes no lock (one round costs about 70 ns, a tenth of
+        # an op's cost). _pending is one list for the watcher's life, only
+        # ever appended to, and cut from the front under _lock (_take_work,
+        # _withdraw), so an append is never lost. The sleep flag is read after
+        # the append: a loop that took the list before it had raised the flag
+        # first, and is woken here (see _run).
+        op._conn_state = st
+        self._pending.append(op)
+        if self._sleeping:
+            self._sleeping = False
+            self._engine.wake()
+        if self._closed:
+            self._withdraw(op)
+
+    def _submit_new(self, conn: Any, op: OpResult) -> None:
+        """_submit for a conn without a state yet: adopt it, under _lock."""
         self._acquire()
         try:
             if self._closed:
                 raise WatcherClosedError("watcher is closed")
-            st = self._state_of(conn)
+            st = self._state_of(conn)  # (another thread may have adopted it meanwhile)
             if st is None:
                 _check_conn(conn)  # only new conns need it: known ones passed it
                 st = self._adopt(conn, op)
@@ -628,8 +649,22 @@ class Watcher:
         finally:
             self._release()
 
+    def _withdraw(self, op: OpResult) -> None:
+        """close() raced a submission made without _lock: take ``op`` back
+        and refuse the call, unless a loop has taken it already (then it is
+        like any op submitted before close(), which never completes)."""
+        with self._lock:
+            try:
+                self._pending.remove(op)
+            except ValueError:
+                return
+        _unpin(op)  # it never reached the engine
+        raise self._refusal()
+
     def _state_of(self, conn: Any) -> Optional[_Conn]:
-        """Under _lock: the state of ``conn``, or None if it is new to us."""
+        """The state of ``conn``, or None if it is new to us. Needs no lock: a
+        state once found stays the conn's (released, it fails later ops as
+        freed), and one being adopted is looked for again under _lock."""
         # ([] for an object that takes no weak references, or None)
         ref_type = self._ref_type
         for ref in _getweakrefs(conn):
@@ -863,9 +898,14 @@ class Watcher:
         the sleep flag if the round may block (see _run)."""
         if may_block:  # first: a finalizer may submit as the lists below are made
             self._sleeping = True
-        pending, self._pending = self._pending, []
+        # _pending stays the one list (see _submit): cut what is there now
+        # from its front; an append racing the cut lands behind it
+        pending = self._pending
+        n = len(pending)
+        taken = pending[:n]
+        del pending[:n]
         frees, self._frees = self._frees, []
-        return pending, frees
+        return taken, frees
 
     def _enqueue(self, op: OpResult) -> None:
         st = op._conn_state
@@ -1243,7 +1283,10 @@ class Watcher:
                         if not op._done:  # (one that expired there is the user's now)
                             _unpin(op)
                 st.read_head = st.write_head = st.queued = None
-            for op in self._pending:
+            with self._lock:  # (a racing _withdraw takes its op out under it)
+                left = self._pending[:]
+                self._pending.clear()
+            for op in left:
                 _unpin(op)
             self._forget_all(states)
             self._torn_down.set()

@@ -296,6 +296,19 @@ def test_free_races_completions(watcher):
     assert fd_count() == before
 
 
+def wait_until_closed(w: gaio.Watcher) -> None:
+    """Run wait_io until it raises WatcherClosedError (another thread closes
+    ``w``), checking that no op completes twice."""
+    seen = set()
+    try:
+        while True:
+            for r in w.wait_io(0.01):
+                assert r.context not in seen, f"{r.context} completed twice"
+                seen.add(r.context)
+    except gaio.WatcherClosedError:
+        pass
+
+
 def test_close_races_completions(backend):
     """close() from another thread while wait_io runs with completions flowing:
     wait_io raises WatcherClosedError (maybe after returning some results), no
@@ -323,14 +336,7 @@ def test_close_races_completions(backend):
 
         t = threading.Thread(target=closer)
         t.start()
-        seen = set()
-        try:
-            while True:
-                for r in w.wait_io(0.01):
-                    assert r.context not in seen, f"{r.context} completed twice"
-                    seen.add(r.context)
-        except gaio.WatcherClosedError:
-            pass
+        wait_until_closed(w)
         t.join(10)
         assert not t.is_alive() and not errors, errors
         w.close()  # twice is fine
@@ -383,6 +389,84 @@ def test_close_races_submissions(backend):
         a.close()
         b.close()
     assert fd_count() == before
+
+
+def test_close_racing_submissions_on_known_conns_pins_nothing(backend):
+    """Submissions on known conns take no lock: from threads racing a close()
+    made by a third thread while the main one runs wait_io, each call is
+    refused or accepted, no op completes twice, and once close() returns no
+    submitted bytearray stays pinned (each can be resized again)."""
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: more interleavings
+    try:
+        for round_ in range(CLOSE_ROUNDS):
+            w = gaio.Watcher(backend=backend)
+            pairs = [socket.socketpair() for _ in range(3)]
+            for i, (a, b) in enumerate(pairs):
+                w.read(("first", i), a, bytearray(1))  # known from now on
+            buffers: list = []
+            bad: list = []
+
+            def submitter(i, a):
+                n = 0
+                while True:
+                    buf = bytearray(8)
+                    buffers.append(buf)
+                    try:
+                        if n % 2:
+                            w.write(("w", i, n), a, b"y")
+                        w.read(("r", i, n), a, buf)
+                    except gaio.WatcherClosedError:
+                        return
+                    except BaseException as exc:  # pragma: no cover - reported below
+                        bad.append(exc)
+                        return
+                    n += 1
+                    if n > 20_000:  # (close() comes long before)
+                        return
+
+            def closer():
+                time.sleep(0.001 + (round_ % 7) * 0.0005)
+                w.close()
+
+            threads = [threading.Thread(target=submitter, args=(i, a)) for i, (a, _) in enumerate(pairs)]
+            threads.append(threading.Thread(target=closer))
+            for t in threads:
+                t.start()
+            wait_until_closed(w)
+            for t in threads:
+                t.join(10)
+            assert not any(t.is_alive() for t in threads) and not bad, bad
+            for buf in buffers:
+                buf.append(0)  # BufferError if an op still held a view of it
+            for a, b in pairs:
+                a.close()
+                b.close()
+    finally:
+        sys.setswitchinterval(old_interval)
+
+
+def test_withdraw_takes_back_only_an_op_no_loop_took(backend):
+    """White box: _withdraw (close() seen right after a lock-free submission)
+    takes the op out of the pending list, lets go of its buffer and refuses
+    the call; an op a loop already took is left alone, the call accepted."""
+    w = gaio.Watcher(backend=backend)
+    a, b = socket.socketpair()
+    try:
+        w.read("first", a, bytearray(1))  # adopts the conn
+        buf = bytearray(4)
+        w.read("second", a, buf)  # pending: no wait_io has run
+        op = w._pending[-1]
+        assert op.context == "second"
+        with pytest.raises(gaio.WatcherClosedError):
+            w._withdraw(op)
+        assert op not in w._pending and op.buffer is buf
+        buf.append(0)  # not pinned any more
+        w._withdraw(op)  # gone from the list: taken, as by a loop: no error
+    finally:
+        w.close()
+        a.close()
+        b.close()
 
 
 # -- descriptors closed behind the watcher's back ---------------------------------------------
