@@ -406,6 +406,69 @@ def table(results: dict) -> str:
     return "\n".join(out)
 
 
+# Peers each gaio server is compared with in paired(), in this order.
+REFERENCES = ("uvloop", "asyncio-protocol")
+
+
+def paired(results: dict) -> dict:
+    """gaio against each reference peer, repetition by repetition.
+
+    Repetitions go round the servers, so rep i of every server ran in the same
+    round, minutes apart at most: the ratio within a round cancels most of the
+    host's drift, which moves every server's absolute figures by up to a third
+    over a day. Per scenario, gaio server and peer, over the rounds where both
+    measured: CPU per message and msgs/s as gaio / peer, p50 as gaio - peer in
+    microseconds, idle RSS per connection as gaio / peer; each as median, min, max, n.
+    """
+    out: dict = {}
+    for scenario, per_server in results.items():
+        for peer in REFERENCES:
+            ref = per_server.get(peer)
+            if ref is None:
+                continue
+            for server, entry in per_server.items():
+                if not server.startswith("gaio-"):
+                    continue
+                figures: dict = {}
+                for metric, how in (("server_cpu_us_per_msg", "ratio"), ("msgs_per_s", "ratio"),
+                                    ("p50_us", "diff"), ("rss_per_conn", "ratio")):
+                    vals = []
+                    for mine, theirs in zip(entry["reps"], ref["reps"]):
+                        a, b = mine.get(metric), theirs.get(metric)
+                        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
+                            vals.append(a / b if how == "ratio" else a - b)
+                    if vals:
+                        figures[metric] = {"median": statistics.median(vals), "min": min(vals),
+                                           "max": max(vals), "n": len(vals), "as": how}
+                if figures:
+                    out.setdefault(scenario, {}).setdefault(server, {})[peer] = figures
+    return out
+
+
+def paired_table(pairs: dict) -> str:
+    """paired() as text: one line per scenario, gaio server and peer."""
+    def spread(d: dict | None, sign: bool = False) -> str:
+        if d is None:
+            return "-"
+        f = (lambda v: f"{v:+.1f}") if sign else (lambda v: f"{v:.2f}")
+        return f"{f(d['median'])} [{f(d['min'])} {f(d['max'])}]" if d["n"] > 1 else f(d["median"])
+
+    head = ["scenario", "server", "vs", "CPU/msg ratio", "msgs/s ratio", "p50 diff us", "RSS ratio"]
+    rows = []
+    for scenario, per_server in pairs.items():
+        for server, per_peer in per_server.items():
+            for peer, f in per_peer.items():
+                rows.append([scenario, server, peer, spread(f.get("server_cpu_us_per_msg")),
+                             spread(f.get("msgs_per_s")),
+                             spread(f.get("p50_us"), True) if scenario == "pingpong" else "-",
+                             spread(f.get("rss_per_conn"))])
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    line = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
 def chart(results: dict, path: str) -> str | None:
     """Bar chart per scenario; returns a notice instead if matplotlib is missing."""
     try:
@@ -574,6 +637,12 @@ def main(argv=None) -> int:
     elapsed = time.time() - started
     print()
     print(table(results))
+    pairs = paired(results)
+    text = paired_table(pairs)
+    if text:
+        print("\ngaio against its peers, round by round (median [min max] over the rounds;"
+              " CPU/msg and RSS below 1, msgs/s above 1 favour gaio):")
+        print(text)
     print(f"\n{profile_name} profile, {prof['reps']} reps each, {elapsed:.0f}s total")
 
     if not args.no_save and results:
@@ -589,6 +658,7 @@ def main(argv=None) -> int:
             "notices": notices,
             "elapsed_s": round(elapsed, 1),
             "results": results,
+            "paired": pairs,
         }
         n = 1
         while os.path.exists(os.path.join(args.out, f"{stamp}.json")):  # keep earlier runs of the day

@@ -46,3 +46,39 @@ def test_echo_server_echoes_every_byte(backend, extra):
     finally:
         code = stop(proc)
     assert code == 0
+
+
+def _bench_run_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "bench", "run.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_pairs_repetitions_round_by_round():
+    """bench/run.py's paired(): gaio against each reference peer within each
+    round of repetitions (ratios for CPU, msgs/s and RSS, a difference for
+    p50), skipping rounds where either side failed."""
+    run = _bench_run_module()
+    reps = lambda *cpus: [{"server_cpu_us_per_msg": c, "msgs_per_s": 1000.0 / c, "p50_us": 10 * c}
+                          if c else {"failure": "x"} for c in cpus]
+    results = {
+        "conc100": {
+            "gaio-uring": {"reps": reps(6.0, 9.0, 4.0, 5.0)},
+            "uvloop": {"reps": reps(6.0, 6.0, 8.0, 0)},
+            "asyncio-streams": {"reps": reps(20.0, 20.0, 20.0, 20.0)},  # not a reference
+        },
+        "idle": {"gaio-epoll": {"reps": [{"rss_per_conn": 400.0}]}, "uvloop": {"reps": [{"rss_per_conn": 1600.0}]}},
+    }
+    pairs = run.paired(results)
+    assert set(pairs) == {"conc100", "idle"}
+    f = pairs["conc100"]["gaio-uring"]["uvloop"]
+    assert set(pairs["conc100"]["gaio-uring"]) == {"uvloop"}
+    assert f["server_cpu_us_per_msg"] == {"median": 1.0, "min": 0.5, "max": 1.5, "n": 3, "as": "ratio"}
+    assert f["msgs_per_s"]["median"] == 1.0 and f["msgs_per_s"]["max"] == 2.0
+    assert f["p50_us"] == {"median": 0.0, "min": -40.0, "max": 30.0, "n": 3, "as": "diff"}
+    assert pairs["idle"]["gaio-epoll"]["uvloop"]["rss_per_conn"]["median"] == 0.25
+    text = run.paired_table(pairs)
+    assert "gaio-uring" in text and "1.00 [0.50 1.50]" in text and "0.25" in text
