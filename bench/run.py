@@ -641,7 +641,7 @@ def main(argv=None) -> int:
     text = paired_table(pairs)
     if text:
         print("\ngaio against its peers, round by round (median [min max] over the rounds;"
-              " CPU/msg and RSS below 1, msgs/s above 1 favour gaio):")
+              " CPU/msg and RSS below 1, msgs/s above 1, p50 below 0 favour gaio):")
         print(text)
     print(f"\n{profile_name} profile, {prof['reps']} reps each, {elapsed:.0f}s total")
 
