@@ -624,10 +624,7 @@ class Watcher:
         # the append: a loop that took the list before it had raised the flag
         # first, and is woken here (see _run).
         op._conn_state = st
-        self._pending.append(op)
-        if self._sleeping:
-            self._sleeping = False
-            self._engine.wake()
+        self._queue(op)
         if self._closed:
             self._withdraw(op)
 
@@ -642,12 +639,26 @@ class Watcher:
                 _check_conn(conn)  # only new conns need it: known ones passed it
                 st = self._adopt(conn, op)
             op._conn_state = st
-            self._pending.append(op)
-            if self._sleeping:
-                self._sleeping = False
-                self._engine.wake()
+            self._queue(op)
         finally:
             self._release()
+
+    def _queue(self, op: OpResult) -> None:
+        """Hand ``op`` to the loop: append it to _pending, then wake a loop
+        that is (about to be) asleep (the flag is read after the append)."""
+        self._pending.append(op)
+        if self._sleeping:
+            self._sleeping = False
+            self._engine.wake()
+
+    def _cut_pending(self) -> List[OpResult]:
+        """Under _lock: take every op in _pending now, cut from its front
+        (see _submit); an append racing the cut lands behind it, for later."""
+        pending = self._pending
+        n = len(pending)
+        taken = pending[:n]
+        del pending[:n]
+        return taken
 
     def _withdraw(self, op: OpResult) -> None:
         """close() raced a submission made without _lock: take ``op`` back
@@ -898,14 +909,9 @@ class Watcher:
         the sleep flag if the round may block (see _run)."""
         if may_block:  # first: a finalizer may submit as the lists below are made
             self._sleeping = True
-        # _pending stays the one list (see _submit): cut what is there now
-        # from its front; an append racing the cut lands behind it
-        pending = self._pending
-        n = len(pending)
-        taken = pending[:n]
-        del pending[:n]
+        pending = self._cut_pending()
         frees, self._frees = self._frees, []
-        return taken, frees
+        return pending, frees
 
     def _enqueue(self, op: OpResult) -> None:
         st = op._conn_state
@@ -1284,8 +1290,7 @@ class Watcher:
                             _unpin(op)
                 st.read_head = st.write_head = st.queued = None
             with self._lock:  # (a racing _withdraw takes its op out under it)
-                left = self._pending[:]
-                self._pending.clear()
+                left = self._cut_pending()
             for op in left:
                 _unpin(op)
             self._forget_all(states)
