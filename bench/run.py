@@ -394,8 +394,14 @@ def table(results: dict) -> str:
                     notes,
                 ]
             )
+    return columns(head, rows, 2)
+
+
+def columns(head: list[str], rows: list[list], left: int) -> str:
+    """Rows as aligned text under ``head``: the first ``left`` columns flush
+    left, the rest flush right, a blank line where the first column changes."""
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    line = lambda r: "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     out = [line(head), "  ".join("-" * w for w in widths)]
     prev = None
     for r in rows:
@@ -462,11 +468,7 @@ def paired_table(pairs: dict) -> str:
                              spread(f.get("msgs_per_s")),
                              spread(f.get("p50_us"), True) if scenario == "pingpong" else "-",
                              spread(f.get("rss_per_conn"))])
-    if not rows:
-        return ""
-    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+    return columns(head, rows, 3) if rows else ""
 
 
 def chart(results: dict, path: str) -> str | None:
