@@ -42,6 +42,7 @@ What engines promise in return:
 from __future__ import annotations
 
 import errno
+import os
 from typing import Any, Callable, ClassVar, List, Optional, Protocol
 
 from ..errors import GaioError
@@ -135,6 +136,35 @@ def probe_by_creating(create: Callable[[], object], what: str) -> Optional[str]:
 #: A probe returns None when the engine can run here, else the reason it cannot
 #: (or raises OSError with an errno in TRANSIENT_ERRNOS).
 Probe = Callable[[], Optional[str]]
+
+
+#: Microseconds a wait polls before it sleeps when waits have been short (see
+#: spin_ns); ``GAIO_SPIN_US`` overrides, 0 turns spinning off.
+DEFAULT_SPIN_US = 50
+
+
+def spin_ns() -> int:
+    """The spin budget of a new engine, in nanoseconds.
+
+    Spinning: a ``wait`` that may sleep first polls the kernel without blocking,
+    for up to this long, if the previous sleeping wait ended within as long.
+    Under a steady stream of round trips the next event then usually comes
+    while the thread still runs, which skips the scheduler's sleep and wake-up
+    (measured here, pingpong on io_uring: p50 67 -> 24-30 us, and less CPU per
+    message, 38 -> 26-30 us). When events come further apart, a spin ends
+    without one, the wait takes longer than the budget, and the next one
+    sleeps at once: spinning costs at most one budget per such change.
+    """
+    raw = os.environ.get("GAIO_SPIN_US", "").strip()
+    if not raw:
+        return DEFAULT_SPIN_US * 1000
+    try:
+        us = int(raw)
+    except ValueError:
+        us = -1
+    if us < 0 or us > 1_000_000:
+        raise ValueError(f"GAIO_SPIN_US must be a whole number of microseconds from 0 to 1000000, not {raw!r}")
+    return us * 1000
 
 
 def run_signal_handlers() -> None:

@@ -18,6 +18,9 @@ What the kernel really does, and why the engine is shaped the way it is:
   reused descriptor number starts clean.
 * Wake-ups come through an ``eventfd`` in the same set; ``wake()`` is a single
   8-byte write, safe from any thread, and is coalesced by the front end.
+* A wait that may sleep spins first when waits have been short (see
+  ``base.spin_ns``): ``epoll_wait`` with a zero timeout until an event, the
+  wake-up's included, or the budget is spent.
 * Sends use ``write(2)``: CPython ignores ``SIGPIPE`` at start-up, so a peer that
   went away shows up as ``EPIPE`` in the completion, not as a dead process.
 """
@@ -28,10 +31,11 @@ import os
 import select
 import sys
 import threading
+import time
 from typing import Iterable, List, Optional, Tuple
 
 from ._readiness import ReadinessEngine
-from .base import probe_by_creating
+from .base import probe_by_creating, spin_ns
 
 _IN = getattr(select, "EPOLLIN", 0x1)
 _OUT = getattr(select, "EPOLLOUT", 0x4)
@@ -67,6 +71,8 @@ class Engine(ReadinessEngine):
         # (and the process may have reused). Re-entrant, because wake() can run
         # from a weakref callback on a thread that is inside close().
         self._wake_lock = threading.RLock()
+        self._spin_ns = spin_ns()
+        self._spin = False  # the last sleeping wait was short: poll before the next sleeps
 
     def _register(self, fd: int) -> None:
         self._epoll.register(fd, _IN | _OUT | _RDHUP | _ET)
@@ -75,7 +81,20 @@ class Engine(ReadinessEngine):
         self._epoll.unregister(fd)
 
     def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
-        events = self._epoll.poll(-1 if timeout is None else timeout, _MAX_EVENTS)
+        poll = self._epoll.poll
+        if timeout == 0 or not self._spin_ns:
+            events = poll(-1 if timeout is None else timeout, _MAX_EVENTS)
+        else:
+            t0 = time.monotonic_ns()
+            events = []
+            if self._spin and (timeout is None or timeout * 1e9 > self._spin_ns):
+                end = t0 + self._spin_ns
+                while not events and time.monotonic_ns() < end:
+                    events = poll(0, _MAX_EVENTS)
+            if not events:
+                left = -1.0 if timeout is None else max(0.0, timeout - (time.monotonic_ns() - t0) / 1e9)
+                events = poll(left, _MAX_EVENTS)
+            self._spin = time.monotonic_ns() - t0 < self._spin_ns
         ready: List[Tuple[int, bool, bool, bool]] = []
         wakefd = self._wakefd
         for fd, ev in events:
