@@ -18,7 +18,7 @@ import pytest
 import gaio
 from gaio.backends import base
 
-from conftest import ENGINES, collect, use_engine
+from conftest import ENGINES, collect, fd_count, use_engine
 
 SPINNING = [name for name in ENGINES if name in ("uring", "epoll")]
 
@@ -39,8 +39,10 @@ def test_spin_budget_from_the_environment(monkeypatch):
 def test_a_bad_budget_fails_the_watcher(engine, monkeypatch):
     use_engine(engine, monkeypatch)
     monkeypatch.setenv("GAIO_SPIN_US", "soon")
+    before = fd_count()
     with pytest.raises(ValueError, match="GAIO_SPIN_US"):
         gaio.Watcher(backend=engine)
+    assert fd_count() == before  # nothing left open
 
 
 def _spinning_watcher(engine: str, monkeypatch, budget_us: int) -> gaio.Watcher:

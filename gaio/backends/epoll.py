@@ -62,6 +62,7 @@ class Engine(ReadinessEngine):
     name = "epoll"
 
     def __init__(self, bufsize: int) -> None:
+        self._spin_ns = spin_ns()  # first: a bad GAIO_SPIN_US leaves nothing open
         super().__init__(bufsize)
         self._epoll = select.epoll()
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -71,7 +72,6 @@ class Engine(ReadinessEngine):
         # (and the process may have reused). Re-entrant, because wake() can run
         # from a weakref callback on a thread that is inside close().
         self._wake_lock = threading.RLock()
-        self._spin_ns = spin_ns()
         self._spin = False  # the last sleeping wait was short: poll before the next sleeps
 
     def _register(self, fd: int) -> None:
