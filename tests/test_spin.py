@@ -3,8 +3,8 @@ sleep first polls without blocking, when waits have been short. It changes
 when a thread sleeps, never what a wait returns, how long a timeout lasts, or
 whether a submission from another thread is seen.
 
-The io_uring and epoll engines spin; kqueue does not (no machine here runs it
-natively, and its emulation is epoll underneath), so it is left out below.
+Every engine spins: io_uring with enters that do not wait, epoll and kqueue
+with polls that do not wait (kqueue through the emulation on Linux).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from gaio.backends import base
 
 from conftest import ENGINES, collect, fd_count, use_engine
 
-SPINNING = [name for name in ENGINES if name in ("uring", "epoll")]
 
 
 def test_spin_budget_from_the_environment(monkeypatch):
@@ -35,7 +34,7 @@ def test_spin_budget_from_the_environment(monkeypatch):
             base.spin_ns()
 
 
-@pytest.mark.parametrize("engine", SPINNING)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_bad_budget_fails_the_watcher(engine, monkeypatch):
     use_engine(engine, monkeypatch)
     monkeypatch.setenv("GAIO_SPIN_US", "soon")
@@ -63,7 +62,7 @@ def _round_trips(w: gaio.Watcher, conn: socket.socket, peer: socket.socket, n: i
         assert res.error is None and bytes(res.buffer[: res.size]) == msg
 
 
-@pytest.mark.parametrize("engine", SPINNING)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_wake_up_ends_the_spin(engine, monkeypatch, pair):
     """With a 1 s budget, a submission from another thread during the spin
     must be seen at once, not after the budget (or never: the spin would
@@ -90,7 +89,7 @@ def test_a_wake_up_ends_the_spin(engine, monkeypatch, pair):
         w.close()
 
 
-@pytest.mark.parametrize("engine", SPINNING)
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("budget_us", [50_000, 1_000_000])
 def test_a_timeout_lasts_as_asked(engine, budget_us, monkeypatch, pair):
     """A budget shorter than the timeout spins, then sleeps what is left; a
@@ -111,7 +110,7 @@ def test_a_timeout_lasts_as_asked(engine, budget_us, monkeypatch, pair):
         w.close()
 
 
-@pytest.mark.parametrize("engine", SPINNING)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_spinning_follows_how_long_waits_take(engine, monkeypatch, pair):
     """White box: a short wait turns spinning on for the next, a wait longer
     than the budget turns it off; a budget of 0 never spins."""

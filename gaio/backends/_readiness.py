@@ -37,20 +37,26 @@ the one the Go original uses:
   "starved", not failed); there is always a next cycle because the results that
   filled the region are on their way to the user.
 
+* A wait that may sleep spins first when waits have been short (``_events``,
+  see ``base.spin_ns``): polls that do not wait, until an event comes (the
+  wake-up's too) or the budget is spent.
+
 Subclasses supply the facility: ``_register``/``_unregister`` a descriptor,
-``_poll`` for ``(fd, readable, writable, hung_up)`` events with the wake-up
-filtered out, ``wake``, ``_close_poller`` and ``_abandon_poller``.
+``_poll_once`` (one raw poll), ``_poll`` for ``(fd, readable, writable,
+hung_up)`` events from ``_events`` with the wake-up filtered out, ``wake``,
+``_close_poller`` and ``_abandon_poller``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
 from ._slots import grown
-from .base import Completions
+from .base import Completions, spin_ns
 
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.
@@ -74,6 +80,8 @@ class ReadinessEngine(ABC):
     name = "readiness"
 
     def __init__(self, bufsize: int) -> None:
+        self._spin_ns = spin_ns()  # (first: a bad GAIO_SPIN_US leaves nothing open)
+        self._spin = False  # the last wait that could sleep was short: spin before the next
         self._swap = memoryview(bytearray(bufsize))
         self._swap_used = 0
         self._min_room = min(bufsize, MIN_SWAP_ROOM)
@@ -105,7 +113,33 @@ class ReadinessEngine(ABC):
     @abstractmethod
     def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
         """Events as (fd, readable, writable, hung_up); the wake-up is filtered
-        out. ``hung_up``: the peer closed its side or the socket has an error."""
+        out. ``hung_up``: the peer closed its side or the socket has an error.
+        (Subclasses get the raw events from ``_events``.)"""
+
+    @abstractmethod
+    def _poll_once(self, timeout: float) -> List[Any]:
+        """One call of the facility: its raw events, the wake-up's included,
+        waiting up to ``timeout`` seconds (< 0: no limit; 0: not at all)."""
+
+    def _events(self, timeout: Optional[float]) -> List[Any]:
+        """``_poll_once(timeout)`` (None: no limit), spinning first when waits
+        have been short (see base.spin_ns): polls that do not wait, until an
+        event, the wake-up's included, or the budget is spent; then a wait
+        for what is left of ``timeout``."""
+        if timeout == 0 or not self._spin_ns:
+            return self._poll_once(-1.0 if timeout is None else timeout)
+        budget = self._spin_ns
+        t0 = time.monotonic_ns()
+        events: List[Any] = []
+        if self._spin and (timeout is None or timeout * 1e9 > budget):
+            end = t0 + budget
+            while not events and time.monotonic_ns() < end:
+                events = self._poll_once(0.0)
+        if not events:
+            left = -1.0 if timeout is None else max(0.0, timeout - (time.monotonic_ns() - t0) / 1e9)
+            events = self._poll_once(left)
+        self._spin = time.monotonic_ns() - t0 < budget
+        return events
 
     @abstractmethod
     def _close_poller(self) -> None:

@@ -18,9 +18,8 @@ What the kernel really does, and why the engine is shaped the way it is:
   reused descriptor number starts clean.
 * Wake-ups come through an ``eventfd`` in the same set; ``wake()`` is a single
   8-byte write, safe from any thread, and is coalesced by the front end.
-* A wait that may sleep spins first when waits have been short (see
-  ``base.spin_ns``): ``epoll_wait`` with a zero timeout until an event, the
-  wake-up's included, or the budget is spent.
+* A wait that may sleep spins first when waits have been short
+  (``ReadinessEngine._events``): ``epoll_wait`` with a zero timeout.
 * Sends use ``write(2)``: CPython ignores ``SIGPIPE`` at start-up, so a peer that
   went away shows up as ``EPIPE`` in the completion, not as a dead process.
 """
@@ -31,11 +30,10 @@ import os
 import select
 import sys
 import threading
-import time
-from typing import Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 from ._readiness import ReadinessEngine
-from .base import probe_by_creating, spin_ns
+from .base import probe_by_creating
 
 _IN = getattr(select, "EPOLLIN", 0x1)
 _OUT = getattr(select, "EPOLLOUT", 0x4)
@@ -62,8 +60,7 @@ class Engine(ReadinessEngine):
     name = "epoll"
 
     def __init__(self, bufsize: int) -> None:
-        self._spin_ns = spin_ns()  # first: a bad GAIO_SPIN_US leaves nothing open
-        super().__init__(bufsize)
+        super().__init__(bufsize)  # first: a bad GAIO_SPIN_US leaves nothing open
         self._epoll = select.epoll()
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wakefd, _IN)
@@ -72,7 +69,6 @@ class Engine(ReadinessEngine):
         # (and the process may have reused). Re-entrant, because wake() can run
         # from a weakref callback on a thread that is inside close().
         self._wake_lock = threading.RLock()
-        self._spin = False  # the last sleeping wait was short: poll before the next sleeps
 
     def _register(self, fd: int) -> None:
         self._epoll.register(fd, _IN | _OUT | _RDHUP | _ET)
@@ -80,21 +76,11 @@ class Engine(ReadinessEngine):
     def _unregister(self, fd: int) -> None:
         self._epoll.unregister(fd)
 
+    def _poll_once(self, timeout: float) -> List[Any]:
+        return self._epoll.poll(timeout, _MAX_EVENTS)
+
     def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
-        poll = self._epoll.poll
-        if timeout == 0 or not self._spin_ns:
-            events = poll(-1 if timeout is None else timeout, _MAX_EVENTS)
-        else:
-            t0 = time.monotonic_ns()
-            events = []
-            if self._spin and (timeout is None or timeout * 1e9 > self._spin_ns):
-                end = t0 + self._spin_ns
-                while not events and time.monotonic_ns() < end:
-                    events = poll(0, _MAX_EVENTS)
-            if not events:
-                left = -1.0 if timeout is None else max(0.0, timeout - (time.monotonic_ns() - t0) / 1e9)
-                events = poll(left, _MAX_EVENTS)
-            self._spin = time.monotonic_ns() - t0 < self._spin_ns
+        events = self._events(timeout)
         ready: List[Tuple[int, bool, bool, bool]] = []
         wakefd = self._wakefd
         for fd, ev in events:

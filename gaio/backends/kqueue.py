@@ -120,8 +120,11 @@ class Engine(ReadinessEngine):
         kevent, delete = self._kevent, self._delete
         self._kq.control([kevent(fd, self._read_filter, delete), kevent(fd, self._write_filter, delete)], 0)
 
+    def _poll_once(self, timeout: float) -> List[Any]:
+        return self._kq.control(None, _MAX_EVENTS, None if timeout < 0 else timeout)
+
     def _poll(self, timeout: Optional[float]) -> Iterable[Tuple[int, bool, bool, bool]]:
-        events = self._kq.control(None, _MAX_EVENTS, timeout)
+        events = self._events(timeout)
         ready: List[Tuple[int, bool, bool, bool]] = []
         read_filter, eof, error = self._read_filter, self._eof, self._error
         for ev in events:
