@@ -533,6 +533,9 @@ def machine_info() -> dict:
         info["gaio"] = getattr(gaio, "__version__", "?")
         info["gaio_path"] = os.path.dirname(gaio.__file__)
         info["gaio_implementation"] = getattr(gaio, "implementation", "python")  # mypyc or python
+        from gaio.backends import base
+
+        info["gaio_spin_us"] = base.spin_ns() // 1000  # the servers inherit GAIO_SPIN_US
     except Exception:  # noqa: BLE001
         pass
     return info
@@ -597,6 +600,8 @@ def main(argv=None) -> int:
         f"profile {profile_name}: {prof['reps']} reps, warmup {prof['warmup']}s, duration {prof['duration']}s; "
         f"servers {','.join(chosen_servers)}; scenarios {','.join(chosen_scenarios)}"
     )
+    if "GAIO_SPIN_US" in os.environ:  # the servers inherit it (bench/README.md, CPU us/msg)
+        log(f"gaio servers spin for at most GAIO_SPIN_US={os.environ['GAIO_SPIN_US']} us")
 
     started = time.time()
     results: dict = {}
