@@ -523,16 +523,16 @@ class Engine:
             # releases more (see the module docstring).
             wait_ns = STARVED_WAIT_NS if wait_ns < 0 else min(wait_ns, STARVED_WAIT_NS)
         lp = self._loop
-        # Spin (see base.spin_ns): enter without waiting until something
-        # comes or the budget is spent, then sleep for what is left.
-        t0 = spin_end = sleep_ns = 0
+        # Spin (see base.spin_ns): the first enter submits without waiting;
+        # if it finds nothing, _spin_enter enters again until something comes
+        # or the budget is spent, and then the wait sleeps for what is left.
+        t0 = sleep_ns = 0
+        spin = False
         if blocking and self._spin_ns:
             t0 = time.monotonic_ns()
             if self._spin and (wait_ns < 0 or wait_ns > self._spin_ns):
-                spin_end, sleep_ns, wait_ns = t0 + self._spin_ns, wait_ns, 0
-        rounds = 0
-        while rounds < 64:  # more than once only to spin, on a full SQ/CQ or a long queue
-            rounds += 1
+                spin, sleep_ns, wait_ns = True, wait_ns, 0
+        for _ in range(64):  # more than once only to sleep after a spin, on a full SQ/CQ or a long queue
             q = self._q
             nq = len(q)
             returned = self._returned
@@ -574,17 +574,14 @@ class Engine:
                 else:  # (mem left whole: the records put back index it)
                     q.extend(self._unpack(self._recs + taken * 4, nq - taken * 4))
             got = rv & _GOT_MASK
-            if spin_end:
-                if got or self._q or rv >> _AGAIN_SHIFT:
-                    spin_end = 0  # something came (a wake-up, maybe): the spin is over
-                else:
-                    now = time.monotonic_ns()
-                    if now < spin_end:
-                        rounds -= 1
+            if spin:
+                spin = False
+                if not (got or self._q or rv >> _AGAIN_SHIFT):
+                    rv = self._spin_enter(t0 + self._spin_ns)
+                    got = rv & _GOT_MASK
+                    if not (got or rv >> _AGAIN_SHIFT):  # nothing came: sleep for what is left
+                        wait_ns = sleep_ns if sleep_ns < 0 else max(1, sleep_ns - (time.monotonic_ns() - t0))
                         continue
-                    spin_end = 0
-                    wait_ns = sleep_ns if sleep_ns < 0 else max(1, sleep_ns - (now - t0))
-                    continue
             while got:
                 self._process(got, out)
                 got = lib.gaio_reap(self._ring, CQE_BATCH, self._cq) if got == CQE_BATCH else 0
@@ -615,6 +612,16 @@ class Engine:
             run_signal_handlers()
             out, self._ready = self._ready, []
         return out
+
+    def _spin_enter(self, end: int) -> int:
+        """Enter without waiting, nothing to submit, until an enter finds
+        something (a wake-up's CQE too) or time.monotonic_ns() reaches
+        ``end``; the last enter's result (see gaio_enter)."""
+        lp, null = self._loop, self._c_null
+        while True:
+            rv: int = self._enter(lp, 0, 0, null, 0)
+            if rv & _GOT_MASK or rv >> _AGAIN_SHIFT or time.monotonic_ns() >= end:
+                return rv
 
     def _process(self, n: int, out: List[Any]) -> None:
         ops, cancelled = self._ops, self._cancelled
