@@ -367,6 +367,26 @@ def test_close_from_another_thread_with_ops_in_flight(engine_factory, pairs):
     assert all(buf == bytearray(4) for buf in bufs)
 
 
+@pytest.mark.skipif(_native.compiled(uring), reason="the compiled twin calls _barrier directly, so a "
+                    "monkeypatched one never runs there; the pure-Python run of the suite covers this")
+def test_close_that_cannot_see_the_kernel_done_keeps_the_memory_mapped(engine_factory, pairs, monkeypatch):
+    """When the barrier times out, the kernel may still write into the pool or
+    read the buffer ring: close() must leave both mapped (the graveyard), not
+    unmap them under it."""
+    e = engine_factory()
+    ps = pairs(2)
+    arm_recvs(e, ps[:1], 4)
+    e.recv(2, ps[1][0].fileno(), None)
+    e.wait(0)  # this thread is the ring's issuer: a close from another is not the polite one
+    monkeypatch.setattr(uring, "_barrier", lambda fd, timeout: False)
+    t = threading.Thread(target=e.close)
+    t.start()
+    t.join(15)
+    assert not t.is_alive()
+    assert not e._pool.closed and not e._br.closed
+    assert any(entry[1] is e._pool for entry in uring._GRAVEYARD)
+
+
 def test_thread_change_between_calls(engine, pairs):
     (a, b), = pairs()
     buf = bytearray(16)

@@ -819,6 +819,7 @@ class Engine:
         if self._closing:
             return
         self._closing = True
+        entombed = False
         ring = self._ring
         if ring is not None:
             q = self._q
@@ -847,7 +848,10 @@ class Engine:
             lib.io_uring_queue_exit(ring)
             self._ring = None
             if not done and not _barrier(self._barrier_fd, 10.0):
-                _GRAVEYARD.append((self._pins, self._pool, self._br))  # never free what the kernel may touch
+                # Never free what the kernel may touch: the memory of ops in
+                # flight stays exported, the pool and ring stay mapped.
+                _GRAVEYARD.append((self._pins, self._pool, self._br))
+                entombed = True
         self._ops = [[] for _ in range(_KINDS)]
         self._pins = [[] for _ in range(_KINDS)]
         self._closed = True
@@ -860,6 +864,8 @@ class Engine:
                 self._efd = -1
         self._pool_ptr = self._br_ptr = None
         self._pool_view.release()  # slices lent to the user stay valid
+        if entombed:
+            return
         for m in (self._pool, self._br):
             try:
                 m.close()
