@@ -152,9 +152,9 @@ def spin_ns() -> int:
     while the thread still runs, which skips the scheduler's sleep and wake-up
     (measured here, pingpong on io_uring: p50 63.5 -> 28.5-29.5 us, and less
     CPU per message, 36.5 -> 29-30 us; on this VM a sleep and its wake-up cost
-    more than the round trip's own work). When events come further apart, a spin ends
-    without one, the wait takes longer than the budget, and the next one
-    sleeps at once: spinning costs at most one budget per such change.
+    more than the round trip's own work). When events come further apart, a
+    spin ends without one, the wait takes longer than the budget, and the next
+    one sleeps at once: spinning costs at most one budget per such change.
     """
     raw = os.environ.get("GAIO_SPIN_US", "").strip()
     if not raw:
