@@ -10,10 +10,11 @@ data copy therefore happens in task-work context of the submitting task, not
 in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one list of
 ints (4 words per op; a recv's or send's memory is an index into the list
 ``_mem`` of their cdata, which cffi turns into one C array per call). They
-become one ``array('Q')`` and cross into C once per ``wait``: ``gaio_enter``
-prepares them, submits (in chunks when the SQ fills), waits and copies up to
-4096 CQEs out. A lone queued op skips both arrays: ``gaio_enter1`` takes its
-record and memory as arguments (about 300 ns less per wait at low load).
+become one array of 64-bit words (``_REC_TYPECODE``) and cross into C once
+per ``wait``: ``gaio_enter`` prepares them, submits (in chunks when the SQ
+fills), waits and copies up to 4096 CQEs out. A lone queued op skips both
+arrays: ``gaio_enter1`` takes its record and memory as arguments (about 300 ns
+less per wait at low load).
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
 ``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
@@ -258,8 +259,8 @@ class Engine:
         # _pins[kind][fd]: the cdata of a recv's or send's memory (from_buffer:
         # the export pins it) from submission until its CQE; grown on first use
         self._pins: List[List[Any]] = [[] for _ in range(_KINDS)]
-        # queued SQEs, 4 words each (see build_uring.py); a list, which the
-        # compiled twin extends natively, made an array('Q') once per enter
+        # queued SQEs, 4 words each (see build_uring.py; _push adds a record
+        # whole); a list, made an array of 64-bit words once per enter
         self._q: List[int] = []
         self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
         self._from_buffer: Callable[..., Any] = ffi.from_buffer  # bound once: every op calls it
