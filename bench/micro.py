@@ -20,8 +20,17 @@ Modes:
   read-user   w.read(ctx, conn, bytearray)   into the caller's buffer
   read-swap   w.read(ctx, conn, None)        into the watcher's swap buffer
   write       w.write(ctx, conn, bytes)
+  echo        the echo server's loop (bench/echo_server.py): each pair's swap
+              read completes, its bytes are copied and written back, and the
+              write's completion submits the next read; ns per echoed message
+              (two ops), the peers' sends and drains untimed
   raw         sock.recv_into() on the same kind of pairs: the syscall floor,
               without gaio, for scale
+
+Under ``valgrind --tool=callgrind``, two runs of ``--modes echo --repeat 1``
+with different ``--ops`` give the instructions per message of the whole path,
+deterministically: the difference of their totals over the difference of
+their messages (``--ops`` / 2 each).
 """
 
 from __future__ import annotations
@@ -63,6 +72,40 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
+def _echo_rounds(w, conns, peers, payload: bytes, rounds: int) -> float:
+    """ns per echoed message: the shape of echo_server.echo_loop, timed from
+    the peers' sends having landed to every read and write of the round done."""
+    read, write, wait_io = w.read, w.write, w.wait_io
+    op_read = gaio.OpRead
+    for c in conns:  # a swap read pending on each, as in a server
+        read(None, c, None)
+    n = len(conns)
+    expect = len(payload)
+    total = 0
+    for _ in range(rounds):
+        for p in peers:
+            p.send(payload)
+        t0 = time.perf_counter_ns()
+        left = 2 * n
+        while left:
+            results = wait_io()
+            left -= len(results)
+            for r in results:
+                if r.error is not None:
+                    raise RuntimeError(f"echo: op failed: {r.error!r}")
+                if r.operation is op_read:
+                    if r.size != expect:  # socketpairs deliver a small send whole
+                        raise RuntimeError(f"echo: read {r.size} bytes, not {expect}")
+                    buf = r.buffer
+                    write(None, r.conn, buf.tobytes() if len(buf) == r.size else buf[: r.size].tobytes())
+                else:
+                    read(None, r.conn, None)
+        total += time.perf_counter_ns() - t0
+        for p in peers:
+            _drain(p)
+    return total / (rounds * n)
+
+
 def run_mode(mode: str, backend: str | None, ops: int, batch: int, size: int) -> float:
     """ns per op for one mode."""
     payload = b"x" * (size * 1)
@@ -101,6 +144,8 @@ def run_mode(mode: str, backend: str | None, ops: int, batch: int, size: int) ->
             got = 0
             while got < batch:
                 got += len(wait_io())
+            if mode == "echo":
+                return _echo_rounds(w, conns, peers, payload, rounds)
             total = 0
             for _ in range(rounds):
                 if mode == "write":
@@ -138,22 +183,37 @@ def run_mode(mode: str, backend: str | None, ops: int, batch: int, size: int) ->
             b.close()
 
 
+MODES = ["read-user", "read-swap", "write", "echo", "raw"]
+
+
 def micro(args) -> int:
     engines = [args.backend] if args.backend else gaio.available_backends()
-    modes = ["read-user", "read-swap", "write"]
-    print(f"{args.ops} ops per mode, batch {args.batch}, {args.size} B per op; ns per op (best of {args.repeat}); "
-          f"gaio {gaio.implementation}")
-    print(f"{'engine':8} " + " ".join(f"{m:>10}" for m in modes + ["raw recv"]))
+    chosen = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in MODES]
+    if unknown or not chosen:
+        raise SystemExit(f"--modes: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
+    modes = [m for m in MODES if m in chosen and m != "raw"]
+    if "echo" in modes and not 0 < args.size <= 65536:
+        raise SystemExit(f"--size {args.size}: the echo mode needs 1 to 65536 bytes (one swap read a message)")
+    print(f"{args.ops} ops per mode, batch {args.batch}, {args.size} B per op; ns per op, echo: per message "
+          f"(two ops); best of {args.repeat}; gaio {gaio.implementation}")
+    names = modes + (["raw recv"] if "raw" in chosen else [])
+    print(f"{'engine':8} " + " ".join(f"{m:>10}" for m in names))
     out = {}
-    raw = min(run_mode("raw", None, args.ops, args.batch, args.size) for _ in range(args.repeat))
+    raw = None
+    if "raw" in chosen:
+        raw = min(run_mode("raw", None, args.ops, args.batch, args.size) for _ in range(args.repeat))
     for engine in engines:
         row = {}
         for m in modes:
-            row[m] = min(run_mode(m, engine, args.ops, args.batch, args.size) for _ in range(args.repeat))
+            ops = args.ops // 2 if m == "echo" else args.ops  # two ops a message
+            row[m] = min(run_mode(m, engine, ops, args.batch, args.size) for _ in range(args.repeat))
         out[engine] = row
-        print(f"{engine:8} " + " ".join(f"{row[m]:10.0f}" for m in modes) + f" {raw:10.0f}")
+        print(f"{engine:8} " + " ".join(f"{row[m]:10.0f}" for m in modes)
+              + (f" {raw:10.0f}" if raw is not None else ""))
     if args.json:
-        print(json.dumps({"ops": args.ops, "batch": args.batch, "size": args.size, "ns_per_op": out, "raw_recv": raw}))
+        print(json.dumps({"ops": args.ops, "batch": args.batch, "size": args.size, "ns_per_op": out, "raw_recv": raw,
+                          "echo": "ns per echoed message (two ops)"}))
     return 0
 
 
@@ -226,6 +286,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=64, help="bytes per op (default 64)")
     ap.add_argument("--repeat", type=int, default=3, help="take the best of this many runs (default 3)")
     ap.add_argument("--backend", help="only this engine")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     ap.add_argument("--json", action="store_true", help="also print one JSON line")
     ap.add_argument("--profile", action="store_true", help="cProfile the echo server hot path instead")
     ap.add_argument("--scenario", default="conc100", choices=list(SCENARIOS), help="load for --profile")

@@ -48,10 +48,11 @@ def test_echo_server_echoes_every_byte(backend, extra):
     assert code == 0
 
 
-def _bench_run_module():
+def _bench_module(name):
+    """bench/<name>.py, loaded as a module (bench/ is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "bench", "run.py"))
+    spec = importlib.util.spec_from_file_location(f"gaio_bench_{name}", os.path.join(ROOT, "bench", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -61,7 +62,7 @@ def test_bench_pairs_repetitions_round_by_round():
     """bench/run.py's paired(): gaio against each reference peer within each
     round of repetitions (ratios for CPU, msgs/s and RSS, a difference for
     p50), skipping rounds where either side failed."""
-    run = _bench_run_module()
+    run = _bench_module("run")
     reps = lambda *cpus: [{"server_cpu_us_per_msg": c, "msgs_per_s": 1000.0 / c, "p50_us": 10 * c}
                           if c else {"failure": "x"} for c in cpus]
     results = {
@@ -82,3 +83,19 @@ def test_bench_pairs_repetitions_round_by_round():
     assert pairs["idle"]["gaio-epoll"]["uvloop"]["rss_per_conn"]["median"] == 0.25
     text = run.paired_table(pairs)
     assert "gaio-uring" in text and "1.00 [0.50 1.50]" in text and "0.25" in text
+
+
+@pytest.mark.parametrize("backend", gaio.available_backends())
+def test_micro_echo_mode_runs_on_each_engine(backend, capsys):
+    """bench/micro.py's echo mode (the echo server's loop on socketpairs, in
+    one process) completes every read and write of every round; a size that
+    one swap read cannot carry is refused up front, naming --size."""
+    micro = _bench_module("micro")
+    assert micro.main(["--modes", "echo", "--backend", backend, "--ops", "400", "--batch", "8",
+                       "--size", "1000", "--repeat", "1"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[0] == backend and float(row[1]) > 0
+    with pytest.raises(SystemExit, match="--size"):
+        micro.main(["--modes", "echo", "--backend", backend, "--size", "70000"])
+    with pytest.raises(SystemExit, match="--modes"):
+        micro.main(["--modes", "echo,nope"])
