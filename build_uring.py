@@ -56,6 +56,7 @@ struct io_uring { unsigned flags; int ring_fd; unsigned features; ...; };
 #define GAIO_CANCEL ...
 #define GAIO_CANCEL_ALL ...
 #define GAIO_POLL ...
+#define GAIO_RECV_SELECT_NOW ...
 
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags);
 int io_uring_enable_rings(struct io_uring *r);
@@ -93,6 +94,7 @@ SOURCE = r"""
 #define GAIO_CANCEL 3        /* async cancel of user_data arg                 */
 #define GAIO_CANCEL_ALL 4    /* async cancel of everything (CANCEL_ANY)       */
 #define GAIO_POLL 5          /* multishot POLLIN on fd (the wake-up eventfd)  */
+#define GAIO_RECV_SELECT_NOW 6 /* GAIO_RECV_SELECT, trying the recv at once      */
 """ + LOOP_STRUCT + r"""
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags)
 {
@@ -158,12 +160,17 @@ static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kin
         io_uring_prep_recv(sqe, fd, mem[arg], len, 0);
         break;
     case GAIO_RECV_SELECT:
+    case GAIO_RECV_SELECT_NOW:
         io_uring_prep_recv(sqe, fd, NULL, len, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t) arg;
         /* wait for data before picking a buffer: an idle socket's recv then
-           needs none, and -ENOBUFS only ever comes with data waiting */
-        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+           needs none, and -ENOBUFS only ever comes with data waiting. A read
+           let out of the fairness queue (_NOW) has usually got its data by
+           then: it tries at once, and on EAGAIN arms its poll, the buffer it
+           picked left in the ring */
+        if (kind == GAIO_RECV_SELECT)
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         break;
     case GAIO_SEND:
         io_uring_prep_send(sqe, fd, mem[arg], len, MSG_NOSIGNAL);

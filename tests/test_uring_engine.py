@@ -208,6 +208,27 @@ def test_idle_swap_reads_hold_no_buffer_and_enobufs_requeues(engine_factory, pai
     assert waits < 100  # parked, not spinning
 
 
+def test_swap_read_let_out_of_the_queue_without_data_holds_no_buffer(engine_factory, pairs):
+    """A parked swap read is let out trying the receive at once (no
+    POLL_FIRST). If its socket has nothing yet, it must wait without the
+    buffer it picked: the only buffer then serves another read, and the
+    released one still completes when its data comes, in its own bytes."""
+    e = engine_factory(bufsize=64, swap_buffers=1)
+    (a1, b1), (a2, b2), (a3, b3) = pairs(3)
+    b1.send(b"first")
+    e.recv(1, a1.fileno(), None)
+    assert collect(e, 1) == {1: (5, b"first")}  # the only buffer is lent now
+    e.recv(2, a2.fileno(), None)  # parked: every buffer is lent
+    assert e.wait(0.01) == []
+    e.recycle()
+    assert e.wait(0.05) == []  # let out, finds nothing, arms its poll
+    b3.send(b"third")
+    e.recv(3, a3.fileno(), None)
+    assert collect(e, 1, recycle=True) == {3: (5, b"third")}  # the buffer was free
+    b2.send(b"second")
+    assert collect(e, 1, recycle=True) == {2: (6, b"second")}
+
+
 def test_enobufs_after_recycle_is_not_starved(engine_factory, pairs):
     """An -ENOBUFS posted before buffers came back must still be retried."""
     e = engine_factory(bufsize=64, swap_buffers=1)
