@@ -94,39 +94,45 @@ def accept_loop(lsock: socket.socket, w: "gaio.Watcher", own_buffers: int = 0) -
             return
 
 
-def echo_loop(w: "gaio.Watcher") -> int:
-    """The hot path: run until the watcher is closed; returns completions handled.
+def echo_batch(results, read, write, free, op_read=gaio.OpRead, conn_closed=gaio.ConnClosedError) -> None:
+    """Echo one batch of completions: the hot path (bench/micro.py's echo
+    mode times this very function).
 
     A read's context is None (swap buffer) or, with ``--own-buffers``, the
     connection's own buffer: then the echo is written from it, no copy, and the
     next read waits for that write, so the buffer is never refilled while sent.
+    (``op_read`` and ``conn_closed`` are defaults so that the loop reads them
+    as locals.)
     """
+    for r in results:
+        if r.error is not None:
+            # EOF, reset, ...: drop the connection.  Ops failing *because*
+            # of free() report ConnClosedError: nothing more to do then.
+            if not isinstance(r.error, conn_closed):
+                free(r.conn)
+        elif r.operation is op_read:
+            own = r.context
+            n = r.size
+            if own is None:
+                # copy out of the swap buffer (valid until the next wait_io)
+                buf = r.buffer
+                write(None, r.conn, buf.tobytes() if len(buf) == n else buf[:n].tobytes())
+            else:
+                write(own, r.conn, own if n == len(own) else memoryview(own)[:n])
+        else:
+            own = r.context
+            read(own, r.conn, own)
+
+
+def echo_loop(w: "gaio.Watcher") -> int:
+    """Run until the watcher is closed; returns completions handled."""
     wait_io, read, write, free = w.wait_io, w.read, w.write, w.free
-    op_read = gaio.OpRead
-    conn_closed = gaio.ConnClosedError
     handled = 0
     try:
         while True:
             results = wait_io()
             handled += len(results)
-            for r in results:
-                if r.error is not None:
-                    # EOF, reset, ...: drop the connection.  Ops failing *because*
-                    # of free() report ConnClosedError: nothing more to do then.
-                    if not isinstance(r.error, conn_closed):
-                        free(r.conn)
-                elif r.operation is op_read:
-                    own = r.context
-                    n = r.size
-                    if own is None:
-                        # copy out of the swap buffer (valid until the next wait_io)
-                        buf = r.buffer
-                        write(None, r.conn, buf.tobytes() if len(buf) == n else buf[:n].tobytes())
-                    else:
-                        write(own, r.conn, own if n == len(own) else memoryview(own)[:n])
-                else:
-                    own = r.context
-                    read(own, r.conn, own)
+            echo_batch(results, read, write, free)
     except gaio.WatcherClosedError:
         pass
     return handled
