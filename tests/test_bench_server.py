@@ -19,8 +19,8 @@ SERVER = os.path.join(ROOT, "bench", "echo_server.py")
 
 
 @pytest.mark.parametrize("backend", [b for b in gaio.available_backends() if b != "kqueue"])
-@pytest.mark.parametrize("extra", [[], ["--own-buffers", "4096"], ["--bufsize", "1024"]],
-                         ids=["swap", "own-buffers", "small-swap"])
+@pytest.mark.parametrize("extra", [[], ["--own-buffers", "4096"], ["--bufsize", "1024"], ["--bufsize", "262144"]],
+                         ids=["swap", "own-buffers", "small-swap", "big-swap"])
 def test_echo_server_echoes_every_byte(backend, extra):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -32,7 +32,8 @@ def test_echo_server_echoes_every_byte(backend, extra):
         clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
         for round_ in range(3):
             for i, c in enumerate(clients):
-                # up to 150 KiB: more than one read of either buffer, and partial sends
+                # up to 150 KiB: more than one read of the smaller buffers, partial
+                # sends, and (big-swap) reads the server copies into pooled buffers
                 msg = bytes((i * 7 + round_ + k) % 251 for k in range(1 + 50_000 * i))
                 c.sendall(msg)
                 got = bytearray()
