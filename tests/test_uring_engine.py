@@ -243,6 +243,74 @@ def test_enobufs_after_recycle_is_not_starved(engine_factory, pairs):
     assert got == {1: (3, b"one"), 2: (3, b"two")}
 
 
+def buffers_accounted(e):
+    """Every swap buffer is in exactly one place: in the ring (or about to go
+    there), lent to the user, or kept out of the ring in _spare."""
+    lent, spare, returned = list(e._lent), list(e._spare), list(e._returned)
+    assert e._in_ring + len(lent) + len(spare) == e._nbufs
+    assert len(set(lent + spare + returned)) == len(lent) + len(spare) + len(returned)
+    return True
+
+
+def test_window_keeps_a_round_trip_on_few_buffers(engine, pairs):
+    """The ring holds a window of WINDOW_MIN of the 128 buffers: a steady
+    round trip cycles those (warm in the caches) and never touches the rest,
+    which stay out of the kernel's reach."""
+    assert engine._nbufs == 128 and engine._window == uring.WINDOW_MIN
+    (a, b), = pairs()
+    used = set()
+    for i in range(200):
+        msg = b"ping %d" % i
+        b.send(msg)
+        engine.recv(i, a.fileno(), None)
+        assert collect(engine, 1) == {i: (len(msg), msg)}
+        used.update(engine._lent)
+        engine.recycle()
+        assert buffers_accounted(engine)
+    assert len(used) <= uring.WINDOW_MIN
+    assert engine._window == uring.WINDOW_MIN
+
+
+def test_window_widens_for_a_burst_and_narrows_after_it(engine, pairs):
+    """A burst of more reads with data than the window holds parks the
+    overflow, which widens the window; every read completes with its own
+    bytes. Rounds that take little then narrow it again, a halving per
+    WINDOW_ROUNDS rounds, and a second burst widens it once more."""
+    ps = pairs(100)
+
+    def burst(tag0):
+        for i, (a, b) in enumerate(ps):
+            b.send(b"%d-%03d" % (tag0, i))
+        for i, (a, _) in enumerate(ps):
+            engine.recv(tag0 + i, a.fileno(), None)
+        got = {}
+        for _ in range(100):
+            engine.recycle()
+            assert buffers_accounted(engine)
+            for tag, res, mem in triples(engine.wait(0.5)):
+                assert tag not in got
+                got[tag] = bytes(mem)
+            if len(got) == len(ps):
+                break
+        assert got == {tag0 + i: b"%d-%03d" % (tag0, i) for i in range(len(ps))}
+
+    burst(1000)
+    assert engine._window > uring.WINDOW_MIN
+    (a, b) = ps[0]
+    rounds = 0
+    while engine._window > uring.WINDOW_MIN:  # quiet rounds: one small read each
+        assert rounds < 8 * uring.WINDOW_ROUNDS
+        b.send(b"q")
+        engine.recv(rounds, a.fileno(), None)
+        assert collect(engine, 1) == {rounds: (1, b"q")}
+        engine.recycle()
+        rounds += 1
+    assert buffers_accounted(engine)
+    assert len(engine._spare) > 0
+    burst(2000)
+    assert engine._window > uring.WINDOW_MIN
+
+
 def test_cancel_without_data(engine, pairs):
     (a, _), = pairs()
     buf = bytearray(8)
