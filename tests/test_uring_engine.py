@@ -249,6 +249,7 @@ def buffers_accounted(e):
     lent, spare, returned = list(e._lent), list(e._spare), list(e._returned)
     assert e._in_ring + len(lent) + len(spare) == e._nbufs
     assert len(set(lent + spare + returned)) == len(lent) + len(spare) + len(returned)
+    assert len(returned) <= e._in_ring  # (counted in the ring already)
     return True
 
 
@@ -309,6 +310,38 @@ def test_window_widens_for_a_burst_and_narrows_after_it(engine, pairs):
     assert len(engine._spare) > 0
     burst(2000)
     assert engine._window > uring.WINDOW_MIN
+
+
+def test_window_survives_a_move_to_a_new_ring(engine, pairs):
+    """A move to a new ring (another thread waits) stocks the new ring up to
+    the window, counting the buffers still lent; every buffer stays accounted
+    for, the window stays as wide, and reads go on."""
+    ps = pairs(40)
+    for i, (a, b) in enumerate(ps):
+        b.send(b"%02d" % i)
+    for i, (a, _) in enumerate(ps):
+        engine.recv(i, a.fileno(), None)
+    assert collect(engine, 40, recycle=True) == {i: (2, b"%02d" % i) for i in range(40)}
+    assert engine._window > uring.WINDOW_MIN and engine._lent  # the last round's are still lent
+    window = engine._window
+    results = []
+
+    def other():
+        try:
+            a, b = ps[0]
+            b.send(b"moved")
+            engine.recv(100, a.fileno(), None)
+            results.append(collect(engine, 1))
+            results.append(buffers_accounted(engine))
+        except BaseException as exc:  # noqa: BLE001
+            results.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert results == [{100: (5, b"moved")}, True]
+    assert engine._window == window
+    assert engine._migrations == 1 or not engine._bound  # (a shared ring has nothing to move)
 
 
 def test_cancel_without_data(engine, pairs):
