@@ -317,12 +317,12 @@ class Engine:
         self._wake_lock = threading.RLock()
         self._returned: List[int] = []  # buffer ids recycled, handed back by the next enter
         self._entry, self._nbufs = _swap_geometry(bufsize, swap_buffers)
-        # The window (see the module docstring): how many buffers the ring is
-        # kept stocked with; _in_ring counts those handed to it (or to the next
-        # enter, in _returned) and not yet seen taken; _spare holds the free
-        # ones kept out of it, most recently used last.
+        # The window (see the module docstring): how many buffers may be in
+        # circulation, in the ring or lent; _spare holds the free ones kept
+        # out of the ring, most recently used last. Every buffer is lent, in
+        # _spare, or in the ring (or in _returned, on its way there): see
+        # _in_ring.
         self._window = min(self._nbufs, WINDOW_MIN)
-        self._in_ring = 0
         self._spare: List[int] = []
         self._round_peak = 0  # the most buffers one round took, since the window last changed
         self._rounds = 0
@@ -388,7 +388,6 @@ class Engine:
         free = [b for b in range(self._nbufs) if b not in lent]
         keep = max(0, min(self._window - len(lent), len(free)))
         self._spare = free[keep:]
-        self._in_ring = keep
         give = array.array("H", free[:keep])
         lib.gaio_bufring_add(self._br_ptr, self._nbufs, 1, self._pool_ptr, self._entry,
                              ffi.from_buffer("uint16_t[]", give), keep)
@@ -457,7 +456,7 @@ class Engine:
         if buf is None:
             ud = _RECV_SELECT << 32 | f
             self._put(ud, token)
-            if self._starved or self._in_ring <= 0:
+            if self._starved or len(self._lent) + len(self._spare) >= self._nbufs:  # ring empty
                 self._park(ud)  # queue behind the parked ones
             else:
                 self._push(ud)
@@ -571,7 +570,7 @@ class Engine:
         tid = _get_ident()
         if tid != self._issuer:
             self._adopt(tid)
-        if self._starved or self._in_ring + len(self._lent) < self._window:
+        if self._starved or self._nbufs - len(self._spare) < self._window:
             self._stock()
         retry_in = self._release_cancels() if self._cancel_later else -1
         out, self._ready = self._ready, []
@@ -731,7 +730,6 @@ class Engine:
                 if fl & _F_BUFFER:
                     bid = fl >> 16
                     self._lent.append(bid)  # the whole buffer is ours until recycle()
-                    self._in_ring -= 1
                     if res > 0:
                         start = bid * self._entry
                         mem = self._pool_view[start:start + res]
@@ -803,13 +801,11 @@ class Engine:
         # The next enter hands them to the kernel, before it submits anything
         # (so _release_starved may count them as in the ring already); those
         # the window has no room for wait in _spare.
-        room = self._window - self._in_ring
-        if room < n:
-            room = max(0, room)
-            self._spare.extend(lent[room:])
-            del lent[room:]
-            n = room
-        self._in_ring += n
+        excess = self._nbufs - len(self._spare) - self._window  # circulation beyond the window
+        if excess > 0:
+            keep = max(0, n - excess)
+            self._spare.extend(lent[keep:])
+            del lent[keep:]
         if self._returned:
             self._returned.extend(lent)
             lent.clear()
@@ -832,13 +828,18 @@ class Engine:
         if self._starved and spare and self._window < self._nbufs:
             self._window = min(self._nbufs, self._window * 2)
             self._round_peak = self._rounds = 0
-        k = min(self._window - self._in_ring - len(self._lent), len(spare))
+        k = min(self._window - self._nbufs + len(spare), len(spare))  # room left in circulation
         if k > 0:
             self._returned.extend(spare[-k:])
             del spare[-k:]
-            self._in_ring += k
         if self._starved:
             self._release_starved()
+
+    @property
+    def _in_ring(self) -> int:
+        """Buffers in the ring, or in _returned on their way there (derived:
+        the rest are lent or in _spare)."""
+        return self._nbufs - len(self._lent) - len(self._spare)
 
     def _grow_records(self, words: int) -> None:
         cap = self._recs_cap
