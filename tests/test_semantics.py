@@ -109,6 +109,131 @@ def test_32mb_read_back_through_swap_buffer(watcher, tcp):
     assert got == data
 
 
+def _fill(sock: socket.socket, data: bytes) -> int:
+    """Send what fits into ``sock`` now (its buffers made big first); the count."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < len(data):
+            sent += sock.send(data[sent:])
+    except BlockingIOError:
+        pass
+    return sent
+
+
+def test_stream_over_the_swap_buffer_by_every_kind_of_read(watcher, pair):
+    """Reads of every kind, one after another on a connection with more bytes
+    waiting than the swap buffer holds (an engine may receive more than one
+    read asks for, for the next reads): each gets the bytes that follow the
+    last one's, a swap read at most bufsize of them, and nothing is lost."""
+    a, b = pair
+    data = os.urandom(3 << 20)
+    sent = _fill(b, data)
+    assert sent > 4 * watcher.bufsize
+    got = bytearray()
+    kinds = ["swap", "swap", "user", "swap", "full", "swap", "user-small", "swap", "full-big"]
+    step = 0
+    while len(got) < sent:
+        kind = kinds[step % len(kinds)]
+        step += 1
+        left = sent - len(got)
+        if kind.startswith("full"):
+            buf = bytearray(min(left, 100_000 if kind == "full-big" else 5000))
+            watcher.read_full(kind, a, buf)
+        elif kind.startswith("user"):
+            buf = bytearray(7 if kind == "user-small" else 70_000)
+            watcher.read(kind, a, buf)
+        else:
+            watcher.read(kind, a, None)
+        (r,) = collect(watcher, 1)
+        assert r.error is None and r.size > 0, (kind, r)
+        if kind == "swap":
+            assert r.is_swap_buffer and r.size <= watcher.bufsize
+            got += r.buffer[: r.size]
+        else:
+            assert r.buffer is buf and (r.size == len(buf) or not kind.startswith("full"))
+            got += buf[: r.size]
+    assert got == data[:sent]
+
+
+def test_bytes_received_ahead_go_to_the_next_read_after_a_deadline(watcher, pair):
+    """A read with a deadline already past, on a connection whose bytes are
+    there, completes with them (SPEC: it can complete at once); one on a
+    drained connection fails, and the bytes that come later reach the next
+    read."""
+    a, b = pair
+    data = os.urandom(1 << 20)
+    sent = _fill(b, data)
+    got = bytearray()
+    watcher.read(None, a, None)
+    (r,) = collect(watcher, 1)
+    got += r.buffer[: r.size]
+    while len(got) < sent:
+        watcher.read_timeout(None, a, None, time.monotonic() - 1)
+        (r,) = collect(watcher, 1)
+        if r.error is not None:  # only once every byte sent was read
+            assert isinstance(r.error, gaio.DeadlineError) and r.size == 0
+            break
+        got += r.buffer[: r.size]
+    b.sendall(b"late")
+    while len(got) < sent + 4:
+        watcher.read(None, a, None)
+        (r,) = collect(watcher, 1)
+        assert r.error is None
+        got += r.buffer[: r.size]
+    assert got == data[:sent] + b"late"
+
+
+def test_free_drops_bytes_received_ahead_and_a_reused_descriptor_sees_none(watcher):
+    """free() on a connection with unread bytes waiting (perhaps already
+    taken from the socket by the engine) drops them: the next connection,
+    which gets the same descriptor number, reads only its own bytes, round
+    after round."""
+    for i in range(200):
+        a, b = socket.socketpair()
+        try:
+            _fill(b, os.urandom(300_000))
+            for _ in range(2):  # (the second may leave bytes received ahead)
+                watcher.read(None, a, None)
+                (r,) = collect(watcher, 1)
+                assert r.error is None and r.size > 0
+            watcher.free(a)
+        finally:
+            b.close()
+        c, d = socket.socketpair()
+        try:
+            d.sendall(b"own %d" % i)
+            watcher.read(None, c, None)
+            (r,) = collect(watcher, 1)
+            assert r.error is None and bytes(r.buffer[: r.size]) == b"own %d" % i
+            watcher.free(c)
+        finally:
+            d.close()
+
+
+def test_eof_after_bytes_received_ahead(watcher, pair):
+    """A peer that sends more than the swap buffer holds and closes: every
+    byte comes first, then EOF, for every read after it too."""
+    a, b = pair
+    data = os.urandom(500_000)
+    sent = _fill(b, data)
+    assert sent == len(data)
+    b.close()
+    got = bytearray()
+    while True:
+        watcher.read(None, a, None)
+        (r,) = collect(watcher, 1)
+        if r.error is not None:
+            assert isinstance(r.error, EOFError) and r.size == 0
+            break
+        got += r.buffer[: r.size]
+    assert got == data
+    watcher.read(None, a, bytearray(10))
+    (r,) = collect(watcher, 1)
+    assert isinstance(r.error, EOFError)
+
+
 # 4. read: at least one byte ---------------------------------------------------------------
 def test_read_completes_with_what_is_there(watcher, pair):
     a, b = pair

@@ -243,6 +243,26 @@ def test_enobufs_after_recycle_is_not_starved(engine_factory, pairs):
     assert got == {1: (3, b"one"), 2: (3, b"two")}
 
 
+def in_another_thread(fn):
+    """Call ``fn`` in a new thread (an engine used there moves to a new ring)
+    and wait for it; what it returned, or raise what it raised."""
+    box = []
+
+    def target():
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:  # noqa: BLE001
+            box.append((False, exc))
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
 def buffers_accounted(e):
     """Every swap buffer is in exactly one place: in the ring (or about to go
     there), lent to the user, or kept out of the ring in _spare."""
@@ -324,22 +344,14 @@ def test_window_survives_a_move_to_a_new_ring(engine, pairs):
     assert collect(engine, 40, recycle=True) == {i: (2, b"%02d" % i) for i in range(40)}
     assert engine._window > uring.WINDOW_MIN and engine._lent  # the last round's are still lent
     window = engine._window
-    results = []
 
     def other():
-        try:
-            a, b = ps[0]
-            b.send(b"moved")
-            engine.recv(100, a.fileno(), None)
-            results.append(collect(engine, 1))
-            results.append(buffers_accounted(engine))
-        except BaseException as exc:  # noqa: BLE001
-            results.append(exc)
+        a, b = ps[0]
+        b.send(b"moved")
+        engine.recv(100, a.fileno(), None)
+        return [collect(engine, 1), buffers_accounted(engine)]
 
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    assert results == [{100: (5, b"moved")}, True]
+    assert in_another_thread(other) == [{100: (5, b"moved")}, True]
     assert engine._window == window
     assert engine._migrations == 1 or not engine._bound  # (a shared ring has nothing to move)
 
@@ -806,3 +818,148 @@ def test_wake_between_two_waits_is_not_lost(engine):
     t0 = time.monotonic()
     assert engine.wait(5) == []
     assert time.monotonic() - t0 < 2.0, "the second wake was skipped"
+
+
+def wide_accounted(e):
+    """Every wide buffer is in exactly one place: in its ring, lent (until
+    the next recycle), holding bytes read ahead, or about to be lent with a
+    read served from them."""
+    ahead = [x[0] for x in e._ahead if x is not None]
+    pending = [b for b in e._wdone[3::4] if b >= 0]
+    assert len(ahead) == e._held
+    out = list(e._wlent) + ahead + pending
+    assert len(set(out)) == len(out)
+    assert e._wfree + len(out) == uring.WIDE_BUFFERS
+    return True
+
+
+def fill(sock, size):
+    """Send ``size`` random bytes into ``sock`` (its buffer made big enough); them."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    data = os.urandom(size)
+    sock.setblocking(True)
+    sock.sendall(data)
+    sock.setblocking(False)
+    return data
+
+
+def test_a_filled_swap_read_makes_the_next_one_wide_and_reads_ahead(engine, pairs):
+    """A swap read that fills its buffer marks the connection; its next swap
+    recv takes a wide buffer (AHEAD_FACTOR times bufsize) and completes with
+    bufsize bytes, keeping the rest for the reads after it, which complete
+    at the next wait without the kernel. Every byte arrives, in order."""
+    (a, b), = pairs()
+    entry = engine._entry
+    assert engine._wentry == uring.AHEAD_FACTOR * entry
+    data = fill(b, 2 * uring.AHEAD_FACTOR * entry)
+    got = bytearray()
+    served_ahead = 0
+    tag = 0
+    while len(got) < len(data):
+        ahead_before = engine._held
+        engine.recv(tag, a.fileno(), None)
+        if ahead_before:
+            served_ahead += 1
+            assert engine._wdone  # served at once, from the wide buffer
+        ((t, res, mem),) = triples(engine.wait(1.0))
+        assert t == tag and 0 < res <= entry
+        got += mem
+        engine.recycle()
+        assert wide_accounted(engine) and buffers_accounted(engine)
+        tag += 1
+    assert got == data
+    assert served_ahead >= uring.AHEAD_FACTOR  # at least one wide buffer's worth
+    assert engine._held == 0
+
+
+def test_small_reads_never_go_wide(engine, pairs):
+    """Reads that do not fill their buffer (small messages, idle
+    connections) stay on the swap buffers: no wide buffer is touched."""
+    ps = pairs(20)
+    for rnd in range(5):
+        for i, (a, b) in enumerate(ps):
+            b.send(b"m%d-%d" % (rnd, i))
+            engine.recv(i, a.fileno(), None)
+        got = collect(engine, len(ps))
+        assert got == {i: (len(b"m%d-%d" % (rnd, i)), b"m%d-%d" % (rnd, i)) for i in range(len(ps))}
+        engine.recycle()
+    assert not any(engine._wide) and engine._wfree == uring.WIDE_BUFFERS
+
+
+def test_bytes_read_ahead_fill_a_user_buffer_first(engine, pairs):
+    """A recv into the caller's memory on a connection with bytes read ahead
+    takes them first (a copy), as many as fit, and then the kernel's."""
+    (a, b), = pairs()
+    entry = engine._entry
+    data = fill(b, 3 * uring.AHEAD_FACTOR * entry)
+    engine.recv(0, a.fileno(), None)  # fills its buffer: marks the connection
+    ((_, res, mem),) = triples(engine.wait(1.0))
+    got = bytearray(mem)
+    engine.recycle()
+    engine.recv(1, a.fileno(), None)  # wide: keeps the rest
+    ((_, res, mem),) = triples(engine.wait(1.0))
+    got += mem
+    assert engine._held == 1
+    engine.recycle()
+    for size in (10, entry, 3 * entry, 7 * entry):
+        buf = bytearray(size)
+        engine.recv(2, a.fileno(), memoryview(buf))
+        ((_, res, _),) = triples(engine.wait(1.0))
+        assert 0 < res <= size
+        got += buf[:res]
+        engine.recycle()
+        assert wide_accounted(engine)
+    while len(got) < len(data):
+        engine.recv(3, a.fileno(), None)
+        ((_, res, mem),) = triples(engine.wait(1.0))
+        got += mem
+        engine.recycle()
+    assert got == data and wide_accounted(engine)
+
+
+def test_detach_drops_bytes_read_ahead_after_their_views(engine, pairs):
+    """detach() (the front end closing the descriptor) drops bytes read
+    ahead; the wide buffer goes back at the next recycle, not before: the
+    last read's view of it stays valid until then."""
+    (a, b), = pairs()
+    data = fill(b, 3 * uring.AHEAD_FACTOR * engine._entry)
+    for tag in range(2):
+        engine.recv(tag, a.fileno(), None)
+        ((_, res, mem),) = triples(engine.wait(1.0))
+        if tag == 0:
+            engine.recycle()
+    assert engine._held == 1
+    first = bytes(mem)
+    engine.detach(a.fileno())
+    assert engine._held == 0 and engine._ahead[a.fileno()] is None
+    free_before = engine._wfree
+    assert bytes(mem) == first  # not yet handed back
+    assert first == data[engine._entry:2 * engine._entry]
+    engine.recycle()
+    assert engine._wfree == free_before + 1 and wide_accounted(engine)
+
+
+def test_bytes_read_ahead_survive_a_move_to_a_new_ring(engine, pairs):
+    """A move to a new ring keeps the wide buffers holding bytes read ahead
+    out of the new ring, and the reads after it get those bytes."""
+    (a, b), = pairs()
+    data = fill(b, 3 * uring.AHEAD_FACTOR * engine._entry)
+    got = bytearray()
+    for tag in range(2):
+        engine.recv(tag, a.fileno(), None)
+        ((_, res, mem),) = triples(engine.wait(1.0))
+        got += mem
+        engine.recycle()
+    assert engine._held == 1
+
+    def other():
+        while len(got) < len(data):
+            engine.recv(9, a.fileno(), None)
+            ((_, res, mem),) = triples(engine.wait(1.0))
+            got.extend(mem)
+            engine.recycle()
+            assert wide_accounted(engine)
+
+    in_another_thread(other)
+    assert got == data
+    assert engine._migrations == 1 or not engine._bound
