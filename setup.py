@@ -72,6 +72,7 @@ def _uring_available():
 # requirement in pyproject.toml, so pip brings it).
 NATIVE_SOURCES = [
     "gaio/backends/_slots.py",
+    "gaio/backends/_ahead.py",
     "gaio/watcher.py",
     "gaio/backends/uring.py",
     "gaio/backends/_readiness.py",

@@ -824,10 +824,11 @@ def wide_accounted(e):
     """Every wide buffer is in exactly one place: in its ring, lent (until
     the next recycle), holding bytes read ahead, or about to be lent with a
     read served from them."""
-    ahead = [x[0] for x in e._ahead if x is not None]
-    pending = [b for b in e._wdone[3::4] if b >= 0]
-    assert len(ahead) == e._held
-    out = list(e._wlent) + ahead + pending
+    ra = e._ra
+    ahead = [x[0] for x in ra.ahead if x is not None]
+    pending = [b for b in ra.done[3::4] if b >= 0]
+    assert len(ahead) == ra.held
+    out = list(ra.lent) + ahead + pending
     assert len(set(out)) == len(out)
     assert e._wfree + len(out) == uring.WIDE_BUFFERS
     return True
@@ -850,17 +851,17 @@ def test_a_filled_swap_read_makes_the_next_one_wide_and_reads_ahead(engine, pair
     at the next wait without the kernel. Every byte arrives, in order."""
     (a, b), = pairs()
     entry = engine._entry
-    assert engine._wentry == uring.AHEAD_FACTOR * entry
+    assert engine._ra.wentry == uring.AHEAD_FACTOR * entry
     data = fill(b, 2 * uring.AHEAD_FACTOR * entry)
     got = bytearray()
     served_ahead = 0
     tag = 0
     while len(got) < len(data):
-        ahead_before = engine._held
+        ahead_before = engine._ra.held
         engine.recv(tag, a.fileno(), None)
         if ahead_before:
             served_ahead += 1
-            assert engine._wdone  # served at once, from the wide buffer
+            assert engine._ra.done  # served at once, from the wide buffer
         ((t, res, mem),) = triples(engine.wait(1.0))
         assert t == tag and 0 < res <= entry
         got += mem
@@ -869,7 +870,7 @@ def test_a_filled_swap_read_makes_the_next_one_wide_and_reads_ahead(engine, pair
         tag += 1
     assert got == data
     assert served_ahead >= uring.AHEAD_FACTOR  # at least one wide buffer's worth
-    assert engine._held == 0
+    assert engine._ra.held == 0
 
 
 def test_small_reads_never_go_wide(engine, pairs):
@@ -883,7 +884,7 @@ def test_small_reads_never_go_wide(engine, pairs):
         got = collect(engine, len(ps))
         assert got == {i: (len(b"m%d-%d" % (rnd, i)), b"m%d-%d" % (rnd, i)) for i in range(len(ps))}
         engine.recycle()
-    assert not any(engine._wide) and engine._wfree == uring.WIDE_BUFFERS
+    assert not any(engine._ra.wide) and engine._wfree == uring.WIDE_BUFFERS
 
 
 def test_bytes_read_ahead_fill_a_user_buffer_first(engine, pairs):
@@ -899,7 +900,7 @@ def test_bytes_read_ahead_fill_a_user_buffer_first(engine, pairs):
     engine.recv(1, a.fileno(), None)  # wide: keeps the rest
     ((_, res, mem),) = triples(engine.wait(1.0))
     got += mem
-    assert engine._held == 1
+    assert engine._ra.held == 1
     engine.recycle()
     for size in (10, entry, 3 * entry, 7 * entry):
         buf = bytearray(size)
@@ -928,10 +929,10 @@ def test_detach_drops_bytes_read_ahead_after_their_views(engine, pairs):
         ((_, res, mem),) = triples(engine.wait(1.0))
         if tag == 0:
             engine.recycle()
-    assert engine._held == 1
+    assert engine._ra.held == 1
     first = bytes(mem)
     engine.detach(a.fileno())
-    assert engine._held == 0 and engine._ahead[a.fileno()] is None
+    assert engine._ra.held == 0 and engine._ra.ahead[a.fileno()] is None
     free_before = engine._wfree
     assert bytes(mem) == first  # not yet handed back
     assert first == data[engine._entry:2 * engine._entry]
@@ -950,7 +951,7 @@ def test_bytes_read_ahead_survive_a_move_to_a_new_ring(engine, pairs):
         ((_, res, mem),) = triples(engine.wait(1.0))
         got += mem
         engine.recycle()
-    assert engine._held == 1
+    assert engine._ra.held == 1
 
     def other():
         while len(got) < len(data):

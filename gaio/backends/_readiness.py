@@ -37,6 +37,24 @@ the one the Go original uses:
   "starved", not failed); there is always a next cycle because the results that
   filled the region are on their way to the user.
 
+* Read-ahead on streams, as the io_uring engine does it (see its module
+  docstring): a swap receive that fills the room it had marks the descriptor
+  (``_ahead.ReadAhead``), and its next swap receive reads into a wide buffer of
+  ``AHEAD_FACTOR`` times ``bufsize`` (``WIDE_BUFFERS`` of them, from an
+  anonymous mapping: touched only when used; the most recently freed is
+  taken first, while the caches still hold it). The receive completes with
+  ``bufsize`` bytes at most, and the rest (``_ahead``) serves the next
+  receives on that descriptor without a system call, ahead of any receive
+  into the caller's memory. A wide buffer is lent, like the region, from the
+  wait that returns its last bytes to the next ``recycle()``; completions on
+  it wait until a wait returns them. ``detach`` drops what is read ahead.
+  Wide receives do not take room in the region, so a few fat streams no
+  longer take turns for it with each other and everyone else. Stream on
+  epoll (8 connections, 64 KiB messages, depth 4), alternating pairs against
+  the build before: server CPU per message 0.80x at the median of 20 pairs
+  (19 lower), about 1900-2050 to 2300-2400 MB/s; conc100 0.98, c5k 0.96,
+  pingpong 0.95 (5 pairs each); idle RSS per connection level (the lists
+  grow only for descriptors that go wide).
 * A wait that may sleep spins first when waits have been short (``_events``,
   see ``base.spin_ns``): polls that do not wait, until an event comes (the
   wake-up's too) or the budget is spent.
@@ -50,13 +68,15 @@ hung_up)`` events from ``_events`` with the wake-up filtered out, ``wake``,
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import time
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
+from ._ahead import ReadAhead
 from ._slots import grown
-from .base import Completions, spin_ns
+from .base import AHEAD_FACTOR, WIDE_BUFFERS, WIDE_ENTRY_MAX, Completions, spin_ns
 
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.
@@ -100,6 +120,13 @@ class ReadinessEngine(ABC):
         self._starved: Dict[int, None] = {}
         self._done: Completions = []  # token, res, mem, token, ...
         self._closed = False
+        # Read-ahead (see the module docstring): _wfree holds the wide
+        # buffers not in use, the most recently freed last.
+        wide = bufsize * AHEAD_FACTOR
+        wentry = wide if wide <= WIDE_ENTRY_MAX else 0
+        self._wpool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)
+        self._ra = ReadAhead(bufsize, wentry, memoryview(self._wpool))
+        self._wfree: List[int] = list(range(WIDE_BUFFERS)) if wentry else []
 
     # -- to be supplied by subclasses ----------------------------------------
     @abstractmethod
@@ -157,10 +184,12 @@ class ReadinessEngine(ABC):
         if fd >= len(self._flags):
             self._grow(fd)
         self._flags[fd] = 0
+        self._ra.drop(fd)  # (a descriptor number is reused: nothing of the last one's)
 
     def detach(self, fd: int) -> None:
         if fd < len(self._flags):
             self._flags[fd] = 0
+        self._ra.drop(fd)
         self._starved.pop(fd, None)
         try:
             self._unregister(fd)
@@ -174,8 +203,14 @@ class ReadinessEngine(ABC):
         i: int = fd  # (an int-typed index: native list access)
         if i >= len(self._flags):
             self._grow(fd)
+        ra = self._ra
+        if ra.held and i < len(ra.ahead) and ra.ahead[i] is not None:
+            ra.serve(token, i, buf)
+            return
         if self._flags[i] & _DRAINED_RECV:
             done = False  # nothing there: wait for the edge
+        elif buf is None and i < len(ra.wide) and ra.wide[i] and self._wfree:
+            done = self._recv_wide(token, fd)
         elif buf is None:
             # Swap receives take turns: while any is starved, a new one queues
             # behind it, or busy connections would fill the region every cycle
@@ -217,7 +252,7 @@ class ReadinessEngine(ABC):
     def wait(self, timeout: Optional[float]) -> Completions:
         if self._starved and len(self._swap) - self._swap_used >= self._min_room:
             self._retry_starved()
-        if self._done:
+        if self._done or self._ra.done:
             timeout = 0
         flags = self._flags
         recv_tok, send_tok = self._recv_tok, self._send_tok
@@ -233,6 +268,8 @@ class ReadinessEngine(ABC):
                     buf = self._recv_buf[fd]
                     if buf is not None:
                         done = self._recv_into(token, fd, buf)
+                    elif fd < len(self._ra.wide) and self._ra.wide[fd] and self._wfree:
+                        done = self._recv_wide(token, fd)
                     elif len(self._swap) - self._swap_used < self._min_room:
                         self._starved[fd] = None  # next cycle; the event's writable half still counts
                         done = False
@@ -246,6 +283,8 @@ class ReadinessEngine(ABC):
                 if token is not None and self._send(token, fd, self._send_buf[fd]):
                     send_tok[fd] = self._send_buf[fd] = None
         out, self._done = self._done, []
+        if self._ra.done:
+            self._ra.deliver(out)
         return out
 
     def recycle(self) -> None:
@@ -258,6 +297,10 @@ class ReadinessEngine(ABC):
             if done[i] is not None:
                 return
         self._swap_used = 0
+        lent = self._ra.lent
+        if lent:
+            self._wfree += lent
+            lent.clear()
 
     def set_poller_affinity(self, cpuid: int) -> None:
         # There is no poller thread of our own: the poller is the thread that
@@ -283,6 +326,8 @@ class ReadinessEngine(ABC):
         self._flags = []
         self._starved.clear()
         self._done.clear()
+        self._ra = ReadAhead(self._ra.entry, 0, memoryview(b""))  # (views lent keep the mapping alive)
+        self._wfree = []
         return True
 
     # -- helpers ----------------------------------------------------------------
@@ -292,6 +337,31 @@ class ReadinessEngine(ABC):
         self._flags.extend([0] * add)
         self._recv_tok.extend([None] * add)
         self._recv_buf.extend([None] * add)
+
+    def _recv_wide(self, token: Any, fd: Any) -> bool:
+        """A swap receive into a wide buffer (see the module docstring)."""
+        i: int = fd
+        ra = self._ra
+        bid = self._wfree.pop()
+        start = bid * ra.wentry
+        try:
+            n = _readv(fd, (ra.view[start:start + ra.wentry],))
+        except BlockingIOError:
+            self._wfree.append(bid)
+            self._flags[i] |= _DRAINED_RECV
+            return False
+        except OSError as exc:
+            n = -(exc.errno or errno.EIO)
+        if n <= 0:  # end of stream or an error: final
+            self._wfree.append(bid)
+            ra.wide[i] = 0
+            self._complete(token, n, None)
+            return True
+        if n < ra.wentry and not self._flags[i] & _HUNG_UP:
+            self._flags[i] |= _DRAINED_RECV
+        res, mem, lend = ra.received(i, bid, n)
+        ra.done += (token, res, mem, lend)  # (lent once returned: see recycle)
+        return True
 
     def _recv_into(self, token: Any, fd: Any, buf: Any) -> bool:
         i: int = fd
@@ -327,6 +397,8 @@ class ReadinessEngine(ABC):
         if n > 0:
             if n < len(self._swap) - used and not self._flags[i] & _HUNG_UP:
                 self._flags[i] |= _DRAINED_RECV
+            elif n == len(self._swap) - used and self._ra.wentry:
+                self._ra.mark(i, 1)  # filled its room: more is likely waiting
             self._swap_used = used + n
             self._complete(token, n, self._swap[used : used + n])
         else:

@@ -138,6 +138,16 @@ def probe_by_creating(create: Callable[[], object], what: str) -> Optional[str]:
 Probe = Callable[[], Optional[str]]
 
 
+#: Read-ahead on streams (see the io_uring engine's module docstring; the
+#: readiness engines do the same): a swap read that fills its buffer makes the
+#: connection's next one receive into a wide buffer of AHEAD_FACTOR times
+#: ``bufsize``, WIDE_BUFFERS of them per engine, none when a wide buffer would
+#: be over WIDE_ENTRY_MAX.
+AHEAD_FACTOR = 4
+WIDE_ENTRY_MAX = 256 << 10
+WIDE_BUFFERS = 16
+
+
 #: Microseconds a wait polls before it sleeps when waits have been short (see
 #: spin_ns); ``GAIO_SPIN_US`` overrides, 0 turns spinning off.
 DEFAULT_SPIN_US = 50

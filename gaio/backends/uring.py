@@ -82,12 +82,13 @@ TCP stack's fixed cost, and uvloop receives 256 KiB at a time. So a second,
 small ring holds ``WIDE_BUFFERS`` (16) wide buffers of ``AHEAD_FACTOR`` (4)
 entries each, 4 MiB of address space for the default 64 KiB (none when
 ``bufsize`` is over 64 KiB), touched only when used. A swap read that fills
-its buffer marks the descriptor (``_wide``); its next swap recv, if a wide
-buffer is free, is made on that ring with 4 entries' length. The read gets
-the first ``bufsize`` bytes; the rest stay in ``_ahead`` and the next reads
-on the descriptor are served from there, with no trip to the kernel: a swap
-read gets a view of at most ``bufsize`` bytes, a read into the caller's
-memory a copy. Such a read completes at the next ``wait`` (``_wdone``), and
+its buffer marks the descriptor (``_ra``, an ``_ahead.ReadAhead``, which
+the readiness engines share); its next swap recv, if a wide buffer is free,
+is made on that ring with 4 entries' length. The read gets the first
+``bufsize`` bytes; the rest stay in ``_ra`` and the next reads on the
+descriptor are served from there, with no trip to the kernel: a swap read
+gets a view of at most ``bufsize`` bytes, a read into the caller's memory a
+copy. Such a read completes at the next ``wait``, and
 the read that takes a wide buffer's last byte lends it until the next
 ``recycle``. The bytes are the connection's stream, in order, never dropped
 while the connection lives: reads of any kind take them before the kernel's,
@@ -202,8 +203,10 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
+from ._ahead import ReadAhead
 from ._slots import grown
-from .base import TRANSIENT_ERRNOS, EngineUnavailable, run_signal_handlers, spin_ns
+from .base import (AHEAD_FACTOR, TRANSIENT_ERRNOS, WIDE_BUFFERS, WIDE_ENTRY_MAX, EngineUnavailable,
+                   run_signal_handlers, spin_ns)
 
 try:
     from .._uring import ffi, lib
@@ -243,9 +246,6 @@ SWAP_POOL_BYTES: Final = 8 << 20
 SWAP_ENTRY_MAX: Final = 1 << 20
 WINDOW_MIN: Final = 16  # the fewest buffers the ring is kept stocked with (see the module docstring)
 WINDOW_ROUNDS: Final = 1024  # recycles between looks at whether the window may shrink
-AHEAD_FACTOR: Final = 4  # a wide buffer holds this many swap buffers' worth
-WIDE_ENTRY_MAX: Final = 256 << 10  # no wide buffers when they would be larger (bufsize over 64 KiB)
-WIDE_BUFFERS: Final = 16  # wide buffers per engine (a power of two: the ring's size)
 _EMPTY: Final = memoryview(b"")
 _RETRY: Final = frozenset((-errno.EINTR, -errno.EAGAIN, -errno.ENOBUFS, -errno.ECANCELED))
 # gaio_enter's result: CQEs copied, ops taken, "enter again at once" (see build_uring.py)
@@ -374,19 +374,10 @@ class Engine:
         self._wpool_view = memoryview(self._wpool)
         self._wpool_ptr = ffi.from_buffer(self._wpool)
         self._wbr_ptr = ffi.from_buffer(self._wbr)
-        # _wide[fd]: 0, or 1 when the descriptor's last swap read filled its
-        # buffer (its next one goes wide if a wide buffer is free), 2 when the
-        # swap recv it has in flight is a wide one
-        self._wide: List[int] = []
-        # _ahead[fd]: None, or [wide buffer id, offset, end] of bytes received
-        # and not yet read; held: how many wide buffers such entries hold
-        self._ahead: List[Any] = []
-        self._held = 0
-        self._wfree = 0  # wide buffers in their ring
-        self._wlent: List[int] = []  # wide buffers to hand back at the next recycle()
-        # reads served from _ahead, returned by the next wait: token, res,
-        # mem, then the wide buffer to lend with it (or -1)
-        self._wdone: List[Any] = []
+        # ra.wide[fd] is 2 while the descriptor's swap recv in flight is a
+        # wide one; _wfree counts the wide buffers in their ring
+        self._ra = ReadAhead(self._entry, self._wentry, self._wpool_view)
+        self._wfree = 0
         # gaio_enter's arrays, owned here; its struct points at them
         self._cq = ffi.new("int64_t[]", 2 * CQE_BATCH)
         self._bids = ffi.new("uint16_t[]", self._nbufs)
@@ -451,8 +442,7 @@ class Engine:
             if lib.gaio_bufring_register(ring, self._wbr_ptr, WIDE_BUFFERS, _BGID_WIDE) < 0:
                 self._wide_on = False  # no more wide reads: not worth failing for
                 return
-            taken = set(self._wlent) | {a[0] for a in self._ahead if a is not None}
-            taken.update(b for b in self._wdone[3::4] if b >= 0)
+            taken = set(self._ra.in_use())
             wfree = array.array("H", [b for b in range(WIDE_BUFFERS) if b not in taken])
             lib.gaio_bufring_add(self._wbr_ptr, WIDE_BUFFERS, 1, self._wpool_ptr, self._wentry,
                                  ffi.from_buffer("uint16_t[]", wfree), len(wfree))
@@ -509,16 +499,7 @@ class Engine:
         self.detach(fd)  # (a descriptor number is reused: nothing of the last one's)
 
     def detach(self, fd: int) -> None:
-        # bytes read ahead on a closed connection: dropped, their buffer goes
-        # back at the next recycle (a view of it may still be the user's)
-        if fd < len(self._ahead):
-            ahead = self._ahead[fd]
-            if ahead is not None:
-                self._ahead[fd] = None
-                self._held -= 1
-                self._wlent.append(ahead[0])
-        if fd < len(self._wide):
-            self._wide[fd] = 0
+        self._ra.drop(fd)  # bytes read ahead on a closed connection
 
     # token is Any: the compiled twin keeps the caller's object. fd is Any
     # too, unboxed into the int ud: shifting and or-ing machine ints costs less
@@ -529,8 +510,9 @@ class Engine:
     def recv(self, token: Any, fd: Any, buf: Any) -> None:
         f: int = fd
         ud: int
-        if self._held and f < len(self._ahead) and self._ahead[f] is not None:
-            self._read_ahead(token, f, buf)
+        ra = self._ra
+        if ra.held and f < len(ra.ahead) and ra.ahead[f] is not None:
+            ra.serve(token, f, buf)
             return
         if buf is None:
             ud = _RECV_SELECT << 32 | f
@@ -546,32 +528,6 @@ class Engine:
         # argument parser about 145 ns more per call
         self._pin(ud, self._from_buffer("char[]", buf, True))
         self._push(ud)
-
-    def _read_ahead(self, token: Any, fd: int, buf: Any) -> None:
-        """Serve a recv from the bytes a wide recv got beyond its first
-        ``bufsize``: at most ``bufsize`` of them for a swap read (a view of
-        the wide buffer), as many as fit for the caller's memory (a copy).
-        It completes at the next wait; the buffer is lent with the read
-        that takes its last byte."""
-        ahead = self._ahead[fd]
-        bid: int = ahead[0]
-        off: int = ahead[1]
-        end: int = ahead[2]
-        start = bid * self._wentry + off
-        mem: Optional[memoryview] = None
-        if buf is None:
-            n = min(end - off, self._entry)
-            mem = self._wpool_view[start:start + n]
-        else:
-            n = min(end - off, len(buf))
-            buf[:n] = self._wpool_view[start:start + n]
-        if off + n < end:
-            ahead[1] = off + n
-            bid = -1
-        else:
-            self._ahead[fd] = None
-            self._held -= 1
-        self._wdone += (token, n, mem, bid)
 
     def send(self, token: Any, fd: Any, buf: Any) -> None:
         f: int = fd
@@ -642,7 +598,7 @@ class Engine:
         kind = ud >> 32
         if kind == _RECV_SELECT:
             fd = ud & _M32
-            wide = self._wide
+            wide = self._ra.wide
             if fd < len(wide) and wide[fd]:
                 if self._wfree > 0:  # (a race for the last ones ends in -ENOBUFS: see _process)
                     wide[fd] = 2
@@ -687,8 +643,8 @@ class Engine:
             self._stock()
         retry_in = self._release_cancels() if self._cancel_later else -1
         out, self._ready = self._ready, []
-        if self._wdone:
-            self._deliver_ahead(out)
+        if self._ra.done:
+            self._ra.deliver(out)
         wait_ns = -1 if timeout is None else int(timeout * 1e9)
         if out:
             wait_ns = 0
@@ -791,17 +747,6 @@ class Engine:
             out, self._ready = self._ready, []
         return out
 
-    def _deliver_ahead(self, out: List[Any]) -> None:
-        """Move the reads served from _ahead to ``out``, lending the wide
-        buffers whose last bytes they took."""
-        done = self._wdone
-        self._wdone = []
-        for i in range(0, len(done), 4):
-            out += (done[i], done[i + 1], done[i + 2])
-            bid: int = done[i + 3]
-            if bid >= 0:
-                self._wlent.append(bid)
-
     def _spin_enter(self, end: int) -> int:
         """Enter without waiting, nothing to submit, until an enter finds
         something (a wake-up's CQE too) or time.monotonic_ns() reaches
@@ -847,8 +792,9 @@ class Engine:
             kind = ud >> 32
             if res < 0 and res in _RETRY:
                 narrow_ok = False
-                if kind == _RECV_SELECT and fd < len(self._wide) and self._wide[fd] == 2:
-                    self._wide[fd] = 0  # (no wide buffer was free after all: a narrow one then)
+                wide = self._ra.wide
+                if kind == _RECV_SELECT and fd < len(wide) and wide[fd] == 2:
+                    wide[fd] = 0  # (no wide buffer was free after all: a narrow one then)
                     narrow_ok = res == -errno.ENOBUFS
                 again = self._resubmit(ud, op, res, narrow_ok)
                 if again is None:
@@ -857,7 +803,7 @@ class Engine:
             mem: Optional[memoryview] = None
             if kind == _RECV_SELECT:
                 fl = word & _M32
-                wide = self._wide
+                wide = self._ra.wide
                 if fd < len(wide) and wide[fd] == 2:
                     res, mem = self._wide_done(fd, res, fl)
                 elif fl & _F_BUFFER:
@@ -867,9 +813,7 @@ class Engine:
                         start = bid * self._entry
                         mem = self._pool_view[start:start + res]
                         if res == self._entry and self._wide_on:  # filled: more is likely waiting
-                            if fd >= len(wide):
-                                wide.extend([0] * (grown(len(wide), fd) - len(wide)))
-                            wide[fd] = 1
+                            self._ra.mark(fd, 1)
                 if res == 0:
                     mem = _EMPTY
             else:
@@ -884,28 +828,20 @@ class Engine:
 
     def _wide_done(self, fd: int, res: int, fl: int) -> Tuple[int, Optional[memoryview]]:
         """The completion of a wide swap recv: its first ``bufsize`` bytes
-        are the read's, the rest wait in _ahead for the next reads."""
-        self._wide[fd] = 0
+        are the read's, the rest are kept for the next reads (see ReadAhead)."""
+        ra = self._ra
+        ra.wide[fd] = 0
         if not fl & _F_BUFFER:
             return res, None
         bid = fl >> 16
         self._wfree -= 1
         if res <= 0:
-            self._wlent.append(bid)
+            ra.lent.append(bid)
             return res, None
-        entry = self._entry
-        start = bid * self._wentry
-        if res > entry:
-            if fd >= len(self._ahead):
-                self._ahead.extend([None] * (grown(len(self._ahead), fd) - len(self._ahead)))
-            self._ahead[fd] = [bid, entry, res]
-            self._held += 1
-            self._wide[fd] = 1
-            return entry, self._wpool_view[start:start + entry]
-        self._wlent.append(bid)
-        if res == entry:
-            self._wide[fd] = 1
-        return res, self._wpool_view[start:start + res]
+        res, mem, lend = ra.received(fd, bid, res)
+        if lend >= 0:
+            ra.lent.append(lend)  # (returned by this wait: lent until the next recycle)
+        return res, mem
 
     def _resubmit(self, ud: Any, op: _Op, res: int, narrow_ok: bool = False) -> Optional[int]:
         """An op that moved nothing and must not surface: queue it again, park
@@ -950,13 +886,13 @@ class Engine:
 
     def recycle(self) -> None:
         lent = self._lent
-        if not lent and not self._wlent:
+        if not lent and not self._ra.lent:
             return
         ready = self._ready
         for i in range(2, len(ready), 3):
             if ready[i] is not None:
                 return  # a parked swap result still shows its bytes: not yet
-        if self._wlent:
+        if self._ra.lent:
             self._recycle_wide()
             if not lent:
                 return
@@ -983,7 +919,7 @@ class Engine:
     def _recycle_wide(self) -> None:
         """Hand the lent wide buffers back to their ring (a tail bump: no
         syscall; the kernel reads the ring only as it picks a buffer)."""
-        wl = self._wlent
+        wl = self._ra.lent
         n = len(wl)
         if self._wide_on:
             give = array.array("H", wl)
