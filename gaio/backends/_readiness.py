@@ -124,8 +124,8 @@ class ReadinessEngine(ABC):
         # buffers not in use, the most recently freed last.
         wide = bufsize * AHEAD_FACTOR
         wentry = wide if wide <= WIDE_ENTRY_MAX else 0
-        self._wpool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)
-        self._ra = ReadAhead(bufsize, wentry, memoryview(self._wpool))
+        pool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)  # (kept alive by the view)
+        self._ra = ReadAhead(bufsize, wentry, memoryview(pool))
         self._wfree: List[int] = list(range(WIDE_BUFFERS)) if wentry else []
 
     # -- to be supplied by subclasses ----------------------------------------

@@ -366,17 +366,16 @@ class Engine:
         # Read-ahead (see the module docstring): WIDE_BUFFERS buffers of
         # AHEAD_FACTOR entries each, in a ring of their own; 0: none.
         wide = self._entry * AHEAD_FACTOR
-        self._wentry = wide if wide <= WIDE_ENTRY_MAX else 0
-        self._wide_on = self._wentry > 0  # (off too if a ring will not take the wide group)
-        self._wide_len: Any = self._wentry
-        self._wpool = mmap.mmap(-1, max(1, self._wentry) * WIDE_BUFFERS)
+        wentry = wide if wide <= WIDE_ENTRY_MAX else 0
+        self._wide_on = wentry > 0  # (off too if a ring will not take the wide group)
+        self._wide_len: Any = wentry  # (one int object for every wide recv's record)
+        self._wpool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)
         self._wbr = mmap.mmap(-1, max(mmap.PAGESIZE, 16 * WIDE_BUFFERS))
-        self._wpool_view = memoryview(self._wpool)
         self._wpool_ptr = ffi.from_buffer(self._wpool)
         self._wbr_ptr = ffi.from_buffer(self._wbr)
         # ra.wide[fd] is 2 while the descriptor's swap recv in flight is a
         # wide one; _wfree counts the wide buffers in their ring
-        self._ra = ReadAhead(self._entry, self._wentry, self._wpool_view)
+        self._ra = ReadAhead(self._entry, wentry, memoryview(self._wpool))
         self._wfree = 0
         # gaio_enter's arrays, owned here; its struct points at them
         self._cq = ffi.new("int64_t[]", 2 * CQE_BATCH)
@@ -444,7 +443,7 @@ class Engine:
                 return
             taken = set(self._ra.in_use())
             wfree = array.array("H", [b for b in range(WIDE_BUFFERS) if b not in taken])
-            lib.gaio_bufring_add(self._wbr_ptr, WIDE_BUFFERS, 1, self._wpool_ptr, self._wentry,
+            lib.gaio_bufring_add(self._wbr_ptr, WIDE_BUFFERS, 1, self._wpool_ptr, self._ra.wentry,
                                  ffi.from_buffer("uint16_t[]", wfree), len(wfree))
             self._wfree = len(wfree)
 
@@ -923,7 +922,7 @@ class Engine:
         n = len(wl)
         if self._wide_on:
             give = array.array("H", wl)
-            lib.gaio_bufring_add(self._wbr_ptr, WIDE_BUFFERS, 0, self._wpool_ptr, self._wentry,
+            lib.gaio_bufring_add(self._wbr_ptr, WIDE_BUFFERS, 0, self._wpool_ptr, self._ra.wentry,
                                  ffi.from_buffer("uint16_t[]", give), n)
             self._wfree += n
         wl.clear()
@@ -1084,7 +1083,7 @@ class Engine:
                 self._efd = -1
         self._pool_ptr = self._br_ptr = self._wpool_ptr = self._wbr_ptr = None
         self._pool_view.release()  # slices lent to the user stay valid
-        self._wpool_view.release()
+        self._ra.view.release()
         if entombed:
             return
         for m in (self._pool, self._br, self._wpool, self._wbr):
