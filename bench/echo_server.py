@@ -17,6 +17,12 @@ The echo loop keeps exactly one op in flight per connection: a swap-buffer read,
 then a write of what it got, then the next read.  That is the natural
 back-pressure of an echo server: a client that stops reading stops being read.
 
+A connection that streams (a swap read filled the swap buffer) is lent a
+256 KiB buffer (``Streams``) and reads into it and echoes from it, until a read
+comes back short: fewer, bigger sends, and no copy.  Measured in the stream
+scenario (8 connections, 64 KiB messages, depth 4; 5 alternating pairs on
+io_uring): server CPU per message 24.0 -> 13.4 us, 2716 -> 4830 MB/s.
+
 The one copy: a swap-buffer result is only valid until the next ``wait_io``,
 and the write that echoes it completes later, so the bytes must be copied.
 ``memoryview.tobytes()`` is the cheapest copy Python offers (one C call, one
@@ -106,34 +112,82 @@ def accept_loop(lsock: socket.socket, w: "gaio.Watcher", own_buffers: int = 0) -
 # per message at the median of 5 pairs, in a scenario this noisy).
 COPY_BYTES_MAX = 65536
 POOL_MAX = 64  # spare copy buffers kept; the rest go back to the allocator
+STREAM_BUFSIZE = 256 << 10  # what a streaming connection reads into (see Streams)
+STREAM_BUFFERS_MAX = 64
 _copy_pool: list = []
 
 
-def echo_batch(results, read, write, free, op_read=gaio.OpRead, conn_closed=gaio.ConnClosedError,
+class Streams:
+    """Big read buffers lent to the connections that stream.
+
+    A swap read that fills the swap buffer says the peer sends faster than the
+    server reads. Its connection then reads into a buffer of ``size`` bytes
+    (256 KiB) from here and echoes from it: one receive and one send per up to
+    256 KiB, instead of one of each per 64 KiB (on loopback a 64 KiB send is
+    two segments, each paying the stack's fixed cost: a fifth of the server's
+    CPU). Once a read comes back with fewer than ``at`` bytes, the connection
+    gives its buffer back and returns to swap reads, so idle and chatty
+    connections never hold one. At most ``most`` buffers exist (16 MiB); when
+    all are lent, a streaming connection stays on swap reads.
+    """
+
+    __slots__ = ("at", "size", "free", "left")
+
+    def __init__(self, at: int, size: int = STREAM_BUFSIZE, most: int = STREAM_BUFFERS_MAX) -> None:
+        self.at = at  # a read of at least this many bytes keeps a connection streaming
+        self.size = size
+        self.free: list = []  # buffers given back, ready to lend
+        self.left = most  # buffers that may still be made
+
+    def take(self):
+        """A buffer to lend, or None when all ``most`` are lent."""
+        if self.free:
+            return self.free.pop()
+        if self.left:
+            self.left -= 1
+            return bytearray(self.size)
+        return None
+
+
+def echo_batch(results, read, write, free, streams=None, op_read=gaio.OpRead, conn_closed=gaio.ConnClosedError,
                pool=_copy_pool, copy_bytes_max=COPY_BYTES_MAX) -> None:
     """Echo one batch of completions: the hot path (bench/micro.py's echo
     mode times this very function).
 
-    A read's context is None (swap buffer) or, with ``--own-buffers``, the
-    connection's own buffer: then the echo is written from it, no copy, and the
-    next read waits for that write, so the buffer is never refilled while sent.
-    A big swap read is copied into a bytearray from ``pool``; its write's
-    context is ``pool`` itself, and its completion gives the bytearray back
-    (``r.buffer`` is a memoryview of it) before the next read.
+    A read's context is None (swap buffer), ``streams`` (a buffer lent by
+    :class:`Streams`, None to never lend) or, with ``--own-buffers``, the
+    connection's own buffer. A lent or own buffer is echoed from directly, no
+    copy, and the next read waits for that write, so the buffer is never
+    refilled while sent. A swap read that fills the swap buffer is copied into
+    a lent buffer when one is free (the connection streams from then on).
+    Other big swap reads are copied into a bytearray from ``pool``; its
+    write's context is ``pool`` itself, and its completion gives the bytearray
+    back (``r.buffer`` is a memoryview of it) before the next read.
     (The keyword defaults make the loop read them as locals.)
     """
+    stream_at = streams.at if streams is not None else -1
     for r in results:
         if r.error is not None:
             # EOF, reset, ...: drop the connection.  Ops failing *because*
             # of free() report ConnClosedError: nothing more to do then.
             if not isinstance(r.error, conn_closed):
                 free(r.conn)
+            if r.context is streams and streams is not None:  # the op's buffer is free again
+                b = r.buffer
+                streams.free.append(b if type(b) is bytearray else b.obj)
         elif r.operation is op_read:
             own = r.context
             n = r.size
             if own is None:
                 # copy out of the swap buffer (valid until the next wait_io)
                 buf = r.buffer
+                if n == stream_at:
+                    big = streams.take()  # type: ignore[union-attr]
+                    if big is not None:
+                        view = memoryview(big)[:n]
+                        view[:] = buf
+                        write(streams, r.conn, view)
+                        continue
                 if n <= copy_bytes_max:
                     write(None, r.conn, buf.tobytes() if len(buf) == n else buf[:n].tobytes())
                 else:
@@ -143,14 +197,24 @@ def echo_batch(results, read, write, free, op_read=gaio.OpRead, conn_closed=gaio
                     view = memoryview(copy)[:n]
                     view[:] = buf if len(buf) == n else buf[:n]
                     write(pool, r.conn, view)
-            else:
-                write(own, r.conn, own if n == len(own) else memoryview(own)[:n])
+            else:  # a lent or own buffer: r.buffer is it
+                write(own, r.conn, r.buffer if n == len(r.buffer) else memoryview(r.buffer)[:n])
         else:
             own = r.context
-            if own is pool:
+            if own is None:
+                read(None, r.conn, None)
+            elif own is pool:
                 if len(pool) < POOL_MAX:
                     pool.append(r.buffer.obj)
                 read(None, r.conn, None)
+            elif own is streams:
+                b = r.buffer
+                big = b if type(b) is bytearray else b.obj
+                if r.size >= stream_at:
+                    read(streams, r.conn, big)
+                else:  # the stream paused: back to the swap buffer
+                    streams.free.append(big)  # type: ignore[union-attr]
+                    read(None, r.conn, None)
             else:
                 read(own, r.conn, own)
 
@@ -158,12 +222,14 @@ def echo_batch(results, read, write, free, op_read=gaio.OpRead, conn_closed=gaio
 def echo_loop(w: "gaio.Watcher") -> int:
     """Run until the watcher is closed; returns completions handled."""
     wait_io, read, write, free = w.wait_io, w.read, w.write, w.free
+    # lend big buffers to streaming connections, unless the swap buffer is as big
+    streams = Streams(w.bufsize) if w.bufsize < STREAM_BUFSIZE else None
     handled = 0
     try:
         while True:
             results = wait_io()
             handled += len(results)
-            echo_batch(results, read, write, free)
+            echo_batch(results, read, write, free, streams)
     except gaio.WatcherClosedError:
         pass
     return handled

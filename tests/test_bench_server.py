@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from server_process import free_port, stop
@@ -100,3 +101,57 @@ def test_micro_echo_mode_runs_on_each_engine(backend, capsys):
         micro.main(["--modes", "echo", "--backend", backend, "--size", "70000"])
     with pytest.raises(SystemExit, match="--modes"):
         micro.main(["--modes", "echo,nope"])
+
+
+def test_echo_server_lends_stream_buffers_and_gets_them_back(backend):
+    """echo_batch with Streams (the server's default): a connection whose swap
+    read fills the swap buffer is echoed through a lent buffer, every byte in
+    order; with the only buffer lent, a second streaming connection stays on
+    swap reads and is echoed as well; at EOF the buffer comes back."""
+    import threading
+
+    echo_server = _bench_module("echo_server")
+    streams = echo_server.Streams(4096, size=16384, most=1)
+    pairs = [socket.socketpair() for _ in range(2)]
+    msgs = [bytes((i * 31 + k) % 253 for k in range(200_000)) for i in range(2)]
+    got = [bytearray(), bytearray()]
+
+    def peer(i: int) -> None:
+        mine = pairs[i][0]
+        sender = threading.Thread(target=mine.sendall, args=(msgs[i],))
+        sender.start()
+        while len(got[i]) < len(msgs[i]):
+            chunk = mine.recv(1 << 16)
+            if not chunk:
+                break
+            got[i] += chunk
+        sender.join()
+        mine.shutdown(socket.SHUT_WR)  # EOF: the server frees the connection
+
+    w = gaio.Watcher(bufsize=4096, backend=backend)
+    threads = [threading.Thread(target=peer, args=(i,)) for i in range(2)]
+    try:
+        for _, theirs in pairs:
+            w.read(None, theirs, None)
+        for t in threads:
+            t.start()
+        lent = set()  # ids of the buffers the lent ops used
+        eofs = 0
+        deadline = time.monotonic() + 30
+        while eofs < 2 and time.monotonic() < deadline:
+            results = w.wait_io(1.0)
+            lent.update(id(r.buffer if isinstance(r.buffer, bytearray) else r.buffer.obj)
+                        for r in results if r.context is streams)
+            eofs += sum(isinstance(r.error, EOFError) for r in results)
+            echo_server.echo_batch(results, w.read, w.write, w.free, streams)
+        for t in threads:
+            t.join(10)
+        assert got == [bytearray(m) for m in msgs]
+        assert eofs == 2
+        assert streams.left == 0 and len(streams.free) == 1  # the one buffer is back at EOF
+        assert lent == {id(streams.free[0])} and len(streams.free[0]) == 16384
+    finally:
+        w.close()
+        for a, b in pairs:
+            a.close()
+            b.close()
