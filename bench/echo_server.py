@@ -124,8 +124,8 @@ class Streams:
     server reads. Its connection then reads into a buffer of ``size`` bytes
     (256 KiB) from here and echoes from it: one receive and one send per up to
     256 KiB, instead of one of each per 64 KiB (on loopback a 64 KiB send is
-    two segments, each paying the stack's fixed cost: a fifth of the server's
-    CPU). Once a read comes back with fewer than ``at`` bytes, the connection
+    two segments, each paying the stack's fixed cost), and no copy out of the
+    swap buffer. Once a read comes back with fewer than ``at`` bytes, the connection
     gives its buffer back and returns to swap reads, so idle and chatty
     connections never hold one. At most ``most`` buffers exist (16 MiB); when
     all are lent, a streaming connection stays on swap reads.
