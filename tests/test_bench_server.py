@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -105,11 +106,10 @@ def test_micro_echo_mode_runs_on_each_engine(backend, capsys):
 
 def test_echo_server_lends_stream_buffers_and_gets_them_back(backend):
     """echo_batch with Streams (the server's default): a connection whose swap
-    read fills the swap buffer is echoed through a lent buffer, every byte in
-    order; with the only buffer lent, a second streaming connection stays on
-    swap reads and is echoed as well; at EOF the buffer comes back."""
-    import threading
-
+    read fills the swap buffer is echoed through a lent buffer; two streaming
+    connections share the one buffer there is (whichever does not hold it
+    goes on with swap reads), and every byte of both comes back in order; at
+    EOF the buffer comes back, the very one that was lent."""
     echo_server = _bench_module("echo_server")
     streams = echo_server.Streams(4096, size=16384, most=1)
     pairs = [socket.socketpair() for _ in range(2)]
