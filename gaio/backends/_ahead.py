@@ -51,6 +51,10 @@ class ReadAhead:
             self.ahead.extend([None] * add)
         wide[fd] = state
 
+    def state(self, fd: int) -> int:
+        """``wide[fd]``: 0 unless ``fd`` is marked (see ``wide``)."""
+        return self.wide[fd] if fd < len(self.wide) else 0
+
     def received(self, fd: int, bid: int, n: int) -> Tuple[int, memoryview, int]:
         """A wide receive on ``fd`` got ``n`` > 0 bytes into buffer ``bid``:
         its completion's result and memory (at most ``entry`` bytes; the rest
@@ -67,12 +71,18 @@ class ReadAhead:
         self.wide[fd] = 1 if n == entry else 0
         return n, self.view[start:start + n], bid
 
-    def serve(self, token: Any, fd: int, buf: Any) -> None:
-        """Serve a receive on ``fd`` (which holds bytes read ahead) from them:
-        a view of at most ``entry`` of them for a swap receive (``buf`` None),
-        a copy of as many as fit into the caller's memory. Its completion
-        waits in ``done``; the receive that takes a buffer's last byte lends it."""
+    def serve(self, token: Any, fd: int, buf: Any) -> bool:
+        """Serve a receive on ``fd`` from the bytes it holds read ahead, if
+        any (False: none, the engine receives): a view of at most ``entry`` of
+        them for a swap receive (``buf`` None), a copy of as many as fit into
+        the caller's memory. Its completion waits in ``done``; the receive
+        that takes a buffer's last byte lends it. (Callers test ``held``
+        first, which is 0 on every descriptor but streams'.)"""
+        if fd >= len(self.ahead):
+            return False
         ahead = self.ahead[fd]
+        if ahead is None:
+            return False
         bid: int = ahead[0]
         off: int = ahead[1]
         end: int = ahead[2]
@@ -91,6 +101,7 @@ class ReadAhead:
             self.ahead[fd] = None
             self.held -= 1
         self.done += (token, n, mem, bid)
+        return True
 
     def deliver(self, out: List[Any]) -> None:
         """Move the completions in ``done`` to ``out`` (token, res, mem each),

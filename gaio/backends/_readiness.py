@@ -204,12 +204,11 @@ class ReadinessEngine(ABC):
         if i >= len(self._flags):
             self._grow(fd)
         ra = self._ra
-        if ra.held and i < len(ra.ahead) and ra.ahead[i] is not None:
-            ra.serve(token, i, buf)
+        if ra.held and ra.serve(token, i, buf):
             return
         if self._flags[i] & _DRAINED_RECV:
             done = False  # nothing there: wait for the edge
-        elif buf is None and i < len(ra.wide) and ra.wide[i] and self._wfree:
+        elif buf is None and ra.wide and self._wfree and ra.state(i):  # (wide: empty until a stream)
             done = self._recv_wide(token, fd)
         elif buf is None:
             # Swap receives take turns: while any is starved, a new one queues
@@ -268,7 +267,7 @@ class ReadinessEngine(ABC):
                     buf = self._recv_buf[fd]
                     if buf is not None:
                         done = self._recv_into(token, fd, buf)
-                    elif fd < len(self._ra.wide) and self._ra.wide[fd] and self._wfree:
+                    elif self._ra.wide and self._wfree and self._ra.state(fd):
                         done = self._recv_wide(token, fd)
                     elif len(self._swap) - self._swap_used < self._min_room:
                         self._starved[fd] = None  # next cycle; the event's writable half still counts

@@ -510,13 +510,12 @@ class Engine:
         f: int = fd
         ud: int
         ra = self._ra
-        if ra.held and f < len(ra.ahead) and ra.ahead[f] is not None:
-            ra.serve(token, f, buf)
+        if ra.held and ra.serve(token, f, buf):
             return
         if buf is None:
             ud = _RECV_SELECT << 32 | f
             self._put(ud, token)
-            if self._starved or len(self._lent) + len(self._spare) >= self._nbufs:  # ring empty
+            if self._starved or self._in_ring <= 0:
                 self._park(ud)  # queue behind the parked ones
             else:
                 self._push(ud)
@@ -597,13 +596,13 @@ class Engine:
         kind = ud >> 32
         if kind == _RECV_SELECT:
             fd = ud & _M32
-            wide = self._ra.wide
-            if fd < len(wide) and wide[fd]:
+            ra = self._ra
+            if ra.wide and ra.state(fd):  # (wide: empty until a stream)
                 if self._wfree > 0:  # (a race for the last ones ends in -ENOBUFS: see _process)
-                    wide[fd] = 2
+                    ra.wide[fd] = 2
                     q += (obj, _BGID_WIDE, self._wide_len, _RECV_SELECT_NOW << 32 | fd if now else obj)
                     return
-                wide[fd] = 1
+                ra.wide[fd] = 1
             q += (obj, _BGID, self._swap_len, _RECV_SELECT_NOW << 32 | fd if now else obj)
             return
         mem = self._pins[kind][ud & _M32]
@@ -638,7 +637,7 @@ class Engine:
         tid = _get_ident()
         if tid != self._issuer:
             self._adopt(tid)
-        if self._starved or self._nbufs - len(self._spare) < self._window:
+        if self._starved or self._circulating < self._window:
             self._stock()
         retry_in = self._release_cancels() if self._cancel_later else -1
         out, self._ready = self._ready, []
@@ -791,9 +790,8 @@ class Engine:
             kind = ud >> 32
             if res < 0 and res in _RETRY:
                 narrow_ok = False
-                wide = self._ra.wide
-                if kind == _RECV_SELECT and fd < len(wide) and wide[fd] == 2:
-                    wide[fd] = 0  # (no wide buffer was free after all: a narrow one then)
+                if kind == _RECV_SELECT and self._ra.state(fd) == 2:
+                    self._ra.wide[fd] = 0  # (no wide buffer was free after all: a narrow one then)
                     narrow_ok = res == -errno.ENOBUFS
                 again = self._resubmit(ud, op, res, narrow_ok)
                 if again is None:
@@ -802,8 +800,7 @@ class Engine:
             mem: Optional[memoryview] = None
             if kind == _RECV_SELECT:
                 fl = word & _M32
-                wide = self._ra.wide
-                if fd < len(wide) and wide[fd] == 2:
+                if self._ra.state(fd) == 2:
                     res, mem = self._wide_done(fd, res, fl)
                 elif fl & _F_BUFFER:
                     bid = fl >> 16
@@ -904,7 +901,7 @@ class Engine:
         # The next enter hands them to the kernel, before it submits anything
         # (so _release_starved may count them as in the ring already); those
         # the window has no room for wait in _spare.
-        excess = self._nbufs - len(self._spare) - self._window  # circulation beyond the window
+        excess = self._circulating - self._window
         if excess > 0:
             keep = max(0, n - excess)
             self._spare.extend(lent[keep:])
@@ -943,7 +940,7 @@ class Engine:
         if self._starved and spare and self._window < self._nbufs:
             self._window = min(self._nbufs, self._window * 2)
             self._round_peak = self._rounds = 0
-        k = min(self._window - self._nbufs + len(spare), len(spare))  # room left in circulation
+        k = min(self._window - self._circulating, len(spare))  # room left in circulation
         if k > 0:
             self._returned.extend(spare[-k:])
             del spare[-k:]
@@ -951,10 +948,16 @@ class Engine:
             self._release_starved()
 
     @property
+    def _circulating(self) -> int:
+        """Buffers in circulation: in the ring (or on their way there) or
+        lent; the rest wait in _spare. The window bounds it."""
+        return self._nbufs - len(self._spare)
+
+    @property
     def _in_ring(self) -> int:
         """Buffers in the ring, or in _returned on their way there (derived:
         the rest are lent or in _spare)."""
-        return self._nbufs - len(self._lent) - len(self._spare)
+        return self._circulating - len(self._lent)
 
     def _grow_records(self, words: int) -> None:
         cap = self._recs_cap
