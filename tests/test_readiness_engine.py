@@ -38,10 +38,8 @@ def wide_accounted(e):
     recycle, holding bytes read ahead, or lent with a completion not yet
     returned."""
     ra = e._ra
-    ahead = [x[0] for x in ra.ahead if x is not None]
-    pending = [b for b in ra.done[3::4] if b >= 0]
-    assert len(ahead) == ra.held
-    places = list(e._wfree) + list(ra.lent) + ahead + pending
+    assert sum(x is not None for x in ra.ahead) == ra.held
+    places = list(e._wfree) + ra.in_use()  # in_use: ahead, lent, and to be lent
     assert sorted(places) == list(range(base.WIDE_BUFFERS))
     return True
 

@@ -825,10 +825,8 @@ def wide_accounted(e):
     the next recycle), holding bytes read ahead, or about to be lent with a
     read served from them."""
     ra = e._ra
-    ahead = [x[0] for x in ra.ahead if x is not None]
-    pending = [b for b in ra.done[3::4] if b >= 0]
-    assert len(ahead) == ra.held
-    out = list(ra.lent) + ahead + pending
+    assert sum(x is not None for x in ra.ahead) == ra.held
+    out = ra.in_use()  # ahead, lent, and to be lent
     assert len(set(out)) == len(out)
     assert e._wfree + len(out) == uring.WIDE_BUFFERS
     return True
