@@ -57,6 +57,7 @@ struct io_uring { unsigned flags; int ring_fd; unsigned features; ...; };
 #define GAIO_CANCEL_ALL ...
 #define GAIO_POLL ...
 #define GAIO_RECV_SELECT_NOW ...
+#define GAIO_SEND_AT ...
 
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags);
 int io_uring_enable_rings(struct io_uring *r);
@@ -95,6 +96,7 @@ SOURCE = r"""
 #define GAIO_CANCEL_ALL 4    /* async cancel of everything (CANCEL_ANY)       */
 #define GAIO_POLL 5          /* multishot POLLIN on fd (the wake-up eventfd)  */
 #define GAIO_RECV_SELECT_NOW 6 /* GAIO_RECV_SELECT, trying the recv at once      */
+#define GAIO_SEND_AT 7       /* GAIO_SEND from the address arg (a bytes' data) */
 """ + LOOP_STRUCT + r"""
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags)
 {
@@ -175,6 +177,9 @@ static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kin
     case GAIO_SEND:
         io_uring_prep_send(sqe, fd, mem[arg], len, MSG_NOSIGNAL);
         break;
+    case GAIO_SEND_AT:
+        io_uring_prep_send(sqe, fd, (const void *) (uintptr_t) arg, len, MSG_NOSIGNAL);
+        break;
     case GAIO_CANCEL:
         io_uring_prep_cancel64(sqe, arg, 0);
         if (r->features & IORING_FEAT_CQE_SKIP)
@@ -232,8 +237,9 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
 /* One call per round trip to the kernel. l->recs holds n records of 4 words:
    user_data, arg, length, kind << 32 | fd. arg is, by kind: an index into mem
    (the memory of a recv or send: the caller passes its buffers' cdata as one
-   array per call, instead of one address per op), the buffer group, or the
-   cancel target. l->bids holds nb provided-buffer ids the user is done with.
+   array per call, instead of one address per op), the address itself (a
+   send from a bytes object, whose address Python knows without cffi), the
+   buffer group, or the cancel target. l->bids holds nb provided-buffer ids the user is done with.
    Hand those buffers back, prepare ops [0, n), submit them (in chunks when
    the SQ fills), then wait up to wait_ns (<0: forever, 0: not at all) for one
    completion, and copy up to l->cap CQEs to l->cq (see gaio_reap).

@@ -962,3 +962,84 @@ def test_bytes_read_ahead_survive_a_move_to_a_new_ring(engine, pairs):
     in_another_thread(other)
     assert got == data
     assert engine._migrations == 1 or not engine._bound
+
+
+def test_bytes_data_offset_is_where_cffi_finds_the_data():
+    """A send from a bytes passes id() + _BYTES_AT as its address: that must be
+    the very address cffi's from_buffer gives, for any size (or -1: the
+    general path, where id() is no address)."""
+    if REASON is not None:
+        pytest.skip(f"io_uring unavailable: {REASON}")
+    at = uring._BYTES_AT
+    if platform.python_implementation() != "CPython":
+        assert at == -1
+        return
+    assert at == bytes.__basicsize__ - 1
+    for size in (1, 7, 4096, 1 << 20):
+        data = os.urandom(size)
+        assert int(uring.ffi.cast("uintptr_t", uring.ffi.from_buffer(data))) == id(data) + at
+
+
+def test_send_from_bytes_goes_by_address_and_keeps_the_bytes(engine, pairs):
+    """A bytes is sent from its own address (record kind _SEND_AT, nothing in
+    the per-call memory list), held in _pins until its CQE, and let go then;
+    other buffers in the same batch still go by their cdata."""
+    if uring._BYTES_AT < 0:
+        pytest.skip("no bytes address on this interpreter: every send takes the cdata path")
+    ps = pairs(3)
+    payloads = [os.urandom(100), os.urandom(3000), bytearray(os.urandom(500))]
+    for i, ((a, _), data) in enumerate(zip(ps, payloads)):
+        engine.send(i + 1, a.fileno(), data if type(data) is bytes else memoryview(data))
+    kinds = [engine._q[i + 3] >> 32 for i in range(0, len(engine._q), 4)]
+    assert kinds == [7, 7, 2]  # _SEND_AT twice, then _SEND by cdata
+    assert len(engine._mem) == 1  # only the bytearray's cdata
+    a0 = ps[0][0].fileno()
+    assert engine._pins[2][a0] is payloads[0]  # held by the engine until the CQE
+    got = collect(engine, 3)
+    assert got == {1: (100, None), 2: (3000, None), 3: (500, None)}
+    assert engine._pins[2][a0] is None
+    for (_, b), data in zip(ps, payloads):
+        assert b.recv(8192) == bytes(data)
+
+
+def test_bytes_sends_left_after_a_partial_take_go_out_whole(engine, pairs):
+    """Records the kernel did not take are put back as they were: a bytes
+    send's address with them, mixed with sends by cdata."""
+    real = engine._enter
+    real1 = engine._enter1
+
+    def one_at_a_time(lp, n, nb, mem, wait_ns):
+        return real(lp, min(n, 1), nb, mem, wait_ns)
+
+    engine._enter = one_at_a_time
+    engine._enter1 = real1
+    ps = pairs(4)
+    payloads = [b"bytes-0", bytearray(b"array-1"), b"bytes-2", memoryview(b"mview-3")]
+    for i, ((a, _), data) in enumerate(zip(ps, payloads)):
+        engine.send(i + 1, a.fileno(), data if type(data) is bytes else memoryview(data))
+    assert collect(engine, 4) == {i + 1: (7, None) for i in range(4)}
+    for (_, b), data in zip(ps, payloads):
+        assert b.recv(64) == bytes(data)
+
+
+def test_a_big_bytes_send_completes_partly_from_its_start(engine, pairs):
+    """A send bigger than the socket buffer moves what fits, from the start of
+    the bytes: the address must be the data's first byte."""
+    (a, b), = pairs()
+    data = os.urandom(4 << 20)
+    engine.send(1, a.fileno(), data)
+    got = {}
+    received = bytearray()
+    end = time.monotonic() + 10
+    while not got:
+        assert time.monotonic() < end
+        try:
+            received += b.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        for tag, res, _ in triples(engine.wait(0.05)):
+            got[tag] = res
+    assert 0 < got[1] <= len(data)
+    while len(received) < got[1]:
+        received += b.recv(1 << 20)
+    assert bytes(received) == data[: got[1]]

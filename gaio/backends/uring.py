@@ -199,6 +199,7 @@ import errno
 import mmap
 import os
 import select
+import sys
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
@@ -217,6 +218,7 @@ else:
     _IMPORT_ERROR = None
     # kernel ABI values, spelled as Final constants below for the compiled twin
     assert (lib.IORING_CQE_F_BUFFER, lib.IORING_CQE_F_MORE) == (1, 2)
+    assert (lib.GAIO_SEND, lib.GAIO_RECV_SELECT_NOW, lib.GAIO_SEND_AT) == (2, 6, 7)
 
 __all__ = ["Engine", "probe"]
 
@@ -229,6 +231,7 @@ _CANCEL: Final = 3
 _CANCEL_ALL: Final = 4
 _POLL: Final = 5
 _RECV_SELECT_NOW: Final = 6  # the kind word of a _RECV_SELECT record that tries at once
+_SEND_AT: Final = 7  # the kind word of a _SEND record from a bytes object (see _BYTES_AT)
 _INTERNAL: Final = 1 << 61
 _WAKE_UD: Final = _INTERNAL | 1
 _CANCEL_UD: Final = _INTERNAL | 2  # the cancel of everything (close)
@@ -261,7 +264,7 @@ _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
 # What an _ops slot holds: the op's token (so an idle connection's pending
 # read costs the engine one list slot); _pins holds the cdata of a recv's or
-# send's memory beside it.
+# send's memory beside it (or a send's bytes object: see _BYTES_AT).
 _Op = Any
 _MAX_LEN: Final = 0x7FFFF000  # the most one recv or send asks for (Linux's own cap)
 _KINDS: Final = 3  # _RECV, _RECV_SELECT, _SEND: the kinds with a slot in _ops
@@ -271,6 +274,29 @@ _KINDS: Final = 3  # _RECV, _RECV_SELECT, _SEND: the kinds with a slot in _ops
 # array's 'L' converts a two-digit int with a loop over its digits while 'Q'
 # goes through _PyLong_AsByteArray: 7 against 11 ns an item (timeit).
 _REC_TYPECODE: Final = "L" if array.array("L").itemsize == 8 else "Q"
+
+
+def _bytes_data_offset() -> int:
+    """How far a ``bytes`` object's data lies from its ``id()``, or -1 when
+    that is not an address here. CPython documents ``id()`` as the object's
+    address, never moves an object, and keeps a bytes' data inside it at a
+    fixed offset (``ob_sval``, the last field: ``bytes.__basicsize__ - 1``,
+    the 1 being the trailing NUL). The offset is checked against cffi's own
+    ``from_buffer`` address, so a build whose layout differs just takes the
+    general path."""
+    if ffi is None or sys.implementation.name != "cpython":
+        return -1
+    probe = bytes(range(16))  # (a new object: not an interned constant)
+    at = int(ffi.cast("uintptr_t", ffi.from_buffer(probe))) - id(probe)
+    return at if at == bytes.__basicsize__ - 1 else -1
+
+
+# A send from a ``bytes`` (the common write: what ``tobytes()`` and b"..."
+# make) passes the data's address, id() plus this, in its record (kind
+# _SEND_AT), and _pins holds the bytes object itself: no from_buffer cdata
+# per op, and no entry in the per-call array of memory. The bytes is
+# immutable and _pins keeps it alive until the CQE, as it keeps a cdata.
+_BYTES_AT: Final = _bytes_data_offset()
 
 
 def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
@@ -318,7 +344,8 @@ class Engine:
         # _ops[kind][fd]: the op of user_data kind << 32 | fd, or None
         self._ops: List[List[_Op]] = [[] for _ in range(_KINDS)]
         # _pins[kind][fd]: the cdata of a recv's or send's memory (from_buffer:
-        # the export pins it) from submission until its CQE; grown on first use
+        # the export pins it), or a send's bytes object, from submission until
+        # its CQE; grown on first use
         self._pins: List[List[Any]] = [[] for _ in range(_KINDS)]
         # queued SQEs, 4 words each (see build_uring.py; _push adds a record
         # whole); a list, made an array of 64-bit words once per enter
@@ -531,7 +558,8 @@ class Engine:
         f: int = fd
         ud: int = _SEND << 32 | f
         self._put(ud, token)
-        self._pin(ud, self._from_buffer(buf))
+        # a bytes pins itself (see _BYTES_AT); any other buffer by its cdata
+        self._pin(ud, buf if type(buf) is bytes and _BYTES_AT >= 0 else self._from_buffer(buf))
         self._push(ud)
 
     # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
@@ -605,7 +633,11 @@ class Engine:
                 ra.wide[fd] = 1
             q += (obj, _BGID, self._swap_len, _RECV_SELECT_NOW << 32 | fd if now else obj)
             return
-        mem = self._pins[kind][ud & _M32]
+        fd = ud & _M32
+        mem = self._pins[kind][fd]
+        if type(mem) is bytes:  # a send from a bytes: its address (see _BYTES_AT)
+            q += (obj, id(mem) + _BYTES_AT, min(len(mem), _MAX_LEN), _SEND_AT << 32 | fd)
+            return
         q += (obj, len(self._mem), min(len(mem), _MAX_LEN), obj)
         self._mem.append(mem)
 
