@@ -31,6 +31,7 @@ struct gaio_loop {
     char *pool;
     int64_t *cq;
     unsigned entries, size, cap;
+    unsigned wsize; /* the wide buffers' size (read-ahead), 0 without them */
 };
 """
 
@@ -58,6 +59,8 @@ struct io_uring { unsigned flags; int ring_fd; unsigned features; ...; };
 #define GAIO_POLL ...
 #define GAIO_RECV_SELECT_NOW ...
 #define GAIO_SEND_AT ...
+#define GAIO_RECV_WIDE ...
+#define GAIO_RECV_WIDE_NOW ...
 
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags);
 int io_uring_enable_rings(struct io_uring *r);
@@ -72,7 +75,7 @@ void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigne
                       const uint16_t *bids, unsigned n);
 
 """ + LOOP_STRUCT + r"""long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns);
-long long gaio_enter1(struct gaio_loop *l, uint64_t ud, uint64_t arg, uint64_t len, uint64_t kind_fd,
+long long gaio_enter1(struct gaio_loop *l, unsigned n, uint64_t w0, uint64_t w1, uint64_t w2,
                       void *mem, unsigned nb, long long wait_ns);
 unsigned gaio_reap(struct io_uring *r, unsigned cap, int64_t *cq);
 """
@@ -96,7 +99,9 @@ SOURCE = r"""
 #define GAIO_CANCEL_ALL 4    /* async cancel of everything (CANCEL_ANY)       */
 #define GAIO_POLL 5          /* multishot POLLIN on fd (the wake-up eventfd)  */
 #define GAIO_RECV_SELECT_NOW 6 /* GAIO_RECV_SELECT, trying the recv at once      */
-#define GAIO_SEND_AT 7       /* GAIO_SEND from the address arg (a bytes' data) */
+#define GAIO_SEND_AT 7       /* GAIO_SEND from an address (a bytes' data)      */
+#define GAIO_RECV_WIDE 8     /* GAIO_RECV_SELECT on the wide buffers (group 1) */
+#define GAIO_RECV_WIDE_NOW 9 /* GAIO_RECV_WIDE, trying the recv at once        */
 """ + LOOP_STRUCT + r"""
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags)
 {
@@ -154,42 +159,70 @@ void gaio_bufring_add(void *br, unsigned entries, int reset, char *pool, unsigne
     io_uring_buf_ring_advance(b, n);
 }
 
-static void gaio_prep(struct io_uring *r, struct io_uring_sqe *sqe, unsigned kind, int fd,
-                      uint64_t ud, uint64_t arg, uint32_t len, void **mem)
+/* The words of a record of this kind (see gaio_enter). */
+static unsigned gaio_words(unsigned kind)
 {
     switch (kind) {
+    case GAIO_RECV_SELECT:
+    case GAIO_RECV_SELECT_NOW:
+    case GAIO_RECV_WIDE:
+    case GAIO_RECV_WIDE_NOW:
+        return 1;
+    case GAIO_POLL:
+    case GAIO_CANCEL_ALL:
+        return 2;
+    default: /* GAIO_RECV, GAIO_SEND, GAIO_SEND_AT, GAIO_CANCEL */
+        return 3;
+    }
+}
+
+static void gaio_prep(struct gaio_loop *l, struct io_uring_sqe *sqe, const uint64_t *rec, void **mem)
+{
+    unsigned kind = (unsigned) (rec[0] >> 32);
+    int fd = (int) (uint32_t) rec[0];
+    uint64_t ud = rec[0];
+    switch (kind) {
     case GAIO_RECV:
-        io_uring_prep_recv(sqe, fd, mem[arg], len, 0);
+        io_uring_prep_recv(sqe, fd, mem[rec[1]], (uint32_t) rec[2], 0);
         break;
     case GAIO_RECV_SELECT:
     case GAIO_RECV_SELECT_NOW:
-        io_uring_prep_recv(sqe, fd, NULL, len, 0);
+    case GAIO_RECV_WIDE:
+    case GAIO_RECV_WIDE_NOW: {
+        int wide = kind == GAIO_RECV_WIDE || kind == GAIO_RECV_WIDE_NOW;
+        io_uring_prep_recv(sqe, fd, NULL, wide ? l->wsize : l->size, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = (uint16_t) arg;
+        sqe->buf_group = wide ? 1 : 0;
         /* wait for data before picking a buffer: an idle socket's recv then
            needs none, and -ENOBUFS only ever comes with data waiting. A read
            let out of the fairness queue (_NOW) has usually got its data by
            then: it tries at once, and on EAGAIN arms its poll, the buffer it
            picked left in the ring */
-        if (kind == GAIO_RECV_SELECT)
+        if (kind == GAIO_RECV_SELECT || kind == GAIO_RECV_WIDE)
             sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        ud = (uint64_t) GAIO_RECV_SELECT << 32 | (uint32_t) fd; /* one user_data for all four */
         break;
+    }
     case GAIO_SEND:
-        io_uring_prep_send(sqe, fd, mem[arg], len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, fd, mem[rec[1]], (uint32_t) rec[2], MSG_NOSIGNAL);
         break;
     case GAIO_SEND_AT:
-        io_uring_prep_send(sqe, fd, (const void *) (uintptr_t) arg, len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, fd, (const void *) (uintptr_t) rec[1], (uint32_t) rec[2], MSG_NOSIGNAL);
+        ud = (uint64_t) GAIO_SEND << 32 | (uint32_t) fd;
         break;
     case GAIO_CANCEL:
-        io_uring_prep_cancel64(sqe, arg, 0);
-        if (r->features & IORING_FEAT_CQE_SKIP)
+        io_uring_prep_cancel64(sqe, rec[2], 0);
+        if (l->ring->features & IORING_FEAT_CQE_SKIP)
             sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        ud = rec[1];
         break;
     case GAIO_CANCEL_ALL:
         io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+        ud = rec[1];
         break;
     default: /* GAIO_POLL */
         io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+        ud = rec[1];
         break;
     }
     io_uring_sqe_set_data64(sqe, ud);
@@ -234,17 +267,24 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
     return got;
 }
 
-/* One call per round trip to the kernel. l->recs holds n records of 4 words:
-   user_data, arg, length, kind << 32 | fd. arg is, by kind: an index into mem
-   (the memory of a recv or send: the caller passes its buffers' cdata as one
-   array per call, instead of one address per op), the address itself (a
-   send from a bytes object, whose address Python knows without cffi), the
-   buffer group, or the cancel target. l->bids holds nb provided-buffer ids the user is done with.
-   Hand those buffers back, prepare ops [0, n), submit them (in chunks when
+/* One call per round trip to the kernel. l->recs holds n words of records,
+   each opening with the word kind << 32 | fd, and as long as its kind needs
+   (gaio_words): every word Python converts costs it about 150 instructions.
+     swap recvs (RECV_SELECT, _NOW, RECV_WIDE, _NOW): that word alone; their
+       user_data is RECV_SELECT << 32 | fd, their group and length the loop's;
+     RECV, SEND: then an index into mem (their memory: the caller passes its
+       buffers' cdata as one array per call, not an address per op), and the
+       length; the user_data is the first word;
+     SEND_AT: then the address (a bytes object's data, which Python knows
+       without cffi) and the length; the user_data is SEND << 32 | fd;
+     CANCEL: then the user_data and the target's;
+     POLL, CANCEL_ALL: then the user_data.
+   l->bids holds nb provided-buffer ids the user is done with.
+   Hand those buffers back, prepare the records, submit them (in chunks when
    the SQ fills), then wait up to wait_ns (<0: forever, 0: not at all) for one
    completion, and copy up to l->cap CQEs to l->cq (see gaio_reap).
    Returns one integer, so that Python reads no struct fields: the CQEs
-   copied (bits 0-23), the ops taken from the records (bits 24-55), bit 56
+   copied (bits 0-23), the words of the records taken (bits 24-55), bit 56
    set when the caller should enter again at once: submission or waiting
    stopped on EBUSY, EAGAIN or EBADR (reap, then submit the rest), or
    completions wait in the kernel's overflow list; and bit 57 set on EEXIST:
@@ -253,13 +293,16 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
 long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, long long wait_ns)
 {
     struct io_uring *r = l->ring;
-    const uint64_t *op;
-    unsigned i = 0, got;
+    unsigned i = 0, got, words;
     int ret = 0, again;
     if (nb)
         gaio_bufring_add(l->br, l->entries, 0, l->pool, l->size, l->bids, nb);
     while (i < n) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+        struct io_uring_sqe *sqe;
+        words = gaio_words((unsigned) (l->recs[i] >> 32));
+        if (words > n - i)
+            break; /* a cut record (never made by Python): prepare nothing of it */
+        sqe = io_uring_get_sqe(r);
         if (!sqe) {
             ret = io_uring_submit(r);
             if (ret <= 0)
@@ -267,10 +310,8 @@ long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, l
             ret = 0;
             continue;
         }
-        op = l->recs + 4 * (size_t) i;
-        gaio_prep(r, sqe, (unsigned) (op[3] >> 32), (int) (uint32_t) op[3], op[0], op[1],
-                  (uint32_t) op[2], mem);
-        i++;
+        gaio_prep(l, sqe, l->recs + i, mem);
+        i += words;
     }
     if (ret >= 0) {
         if (wait_ns == 0 || io_uring_cq_ready(r) || io_uring_cq_has_overflow(r)) {
@@ -294,18 +335,17 @@ long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, l
            | (long long) (ret == -EEXIST) << 57;
 }
 
-/* gaio_enter for exactly one queued op, its record's four words passed as
-   arguments and its memory (or NULL) as the only entry of mem: a round trip
-   with one op in flight, the common case at low load, skips building the
-   records array and the mem array in Python (about 300 ns a call). */
-long long gaio_enter1(struct gaio_loop *l, uint64_t ud, uint64_t arg, uint64_t len, uint64_t kind_fd,
+/* gaio_enter for n <= 3 words of records, passed as arguments, and at most
+   one op's memory (or NULL) as the only entry of mem: a round trip with one
+   op in flight, the common case at low load, skips building the records
+   array and the mem array in Python (about 300 ns a call). */
+long long gaio_enter1(struct gaio_loop *l, unsigned n, uint64_t w0, uint64_t w1, uint64_t w2,
                       void *mem, unsigned nb, long long wait_ns)
 {
-    l->recs[0] = ud;
-    l->recs[1] = arg;
-    l->recs[2] = len;
-    l->recs[3] = kind_fd;
-    return gaio_enter(l, 1, nb, &mem, wait_ns);
+    l->recs[0] = w0;
+    l->recs[1] = w1;
+    l->recs[2] = w2;
+    return gaio_enter(l, n > 3 ? 3 : n, nb, &mem, wait_ns);
 }
 """
 

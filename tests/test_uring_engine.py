@@ -88,6 +88,12 @@ def collect(engine, want, timeout=10.0, recycle=False):
     return got
 
 
+def first_record(engine, n):
+    """The words of the first of ``n`` words of records in gaio_enter's array
+    (for stand-ins of gaio_enter that take one record only)."""
+    return min(n, uring._words(int(engine._recs[0]) >> 32)) if n else 0
+
+
 def arm_recvs(engine, ps, size):
     """A recv into a fresh ``size``-byte buffer on each pair's first socket,
     tags 1..n; returns the buffers."""
@@ -121,14 +127,14 @@ def test_ops_left_after_a_partial_take_keep_their_memory(engine, pairs):
 
     def one_at_a_time(lp, n, nb, mem, wait_ns):
         offered.append(n)
-        return real(lp, min(n, 1), nb, mem, wait_ns)
+        return real(lp, first_record(engine, n), nb, mem, wait_ns)
 
     engine._enter = one_at_a_time
     ps = pairs(3)
     for i, (a, _) in enumerate(ps):
         engine.send(i + 1, a.fileno(), memoryview(b"payload-%d" % i))
     assert collect(engine, 3) == {i + 1: (9, None) for i in range(3)}
-    assert 1 in offered  # the last op went the general way, memory list and all
+    assert 3 in offered  # the last op went the general way, memory list and all
     for i, (_, b) in enumerate(ps):
         assert b.recv(64) == b"payload-%d" % i
 
@@ -990,7 +996,7 @@ def test_send_from_bytes_goes_by_address_and_keeps_the_bytes(engine, pairs):
     payloads = [os.urandom(100), os.urandom(3000), bytearray(os.urandom(500))]
     for i, ((a, _), data) in enumerate(zip(ps, payloads)):
         engine.send(i + 1, a.fileno(), data if type(data) is bytes else memoryview(data))
-    kinds = [engine._q[i + 3] >> 32 for i in range(0, len(engine._q), 4)]
+    kinds = [rec[0] >> 32 for rec in uring._records(engine._q)]
     assert kinds == [7, 7, 2]  # _SEND_AT twice, then _SEND by cdata
     assert len(engine._mem) == 1  # only the bytearray's cdata
     a0 = ps[0][0].fileno()
@@ -1009,7 +1015,7 @@ def test_bytes_sends_left_after_a_partial_take_go_out_whole(engine, pairs):
     real1 = engine._enter1
 
     def one_at_a_time(lp, n, nb, mem, wait_ns):
-        return real(lp, min(n, 1), nb, mem, wait_ns)
+        return real(lp, first_record(engine, n), nb, mem, wait_ns)
 
     engine._enter = one_at_a_time
     engine._enter1 = real1
@@ -1043,3 +1049,35 @@ def test_a_big_bytes_send_completes_partly_from_its_start(engine, pairs):
     while len(received) < got[1]:
         received += b.recv(1 << 20)
     assert bytes(received) == data[: got[1]]
+
+
+def test_queued_records_split_and_name_their_ops(engine, pairs):
+    """The queue holds records of one to three words (gaio_enter): a swap
+    read one, a cancel three... _records() must split any mix of them back,
+    and _user_data() name the op each one is (what migration and close look
+    up), or a queued op would be taken for one in flight."""
+    (a, b), (c, d), (e, f) = pairs(3)
+    engine.wait(0)  # the wake-up's poll goes out first
+    assert engine._q == []
+    engine.recv(1, a.fileno(), None)  # swap read: 1 word
+    engine.send(2, b.fileno(), b"bytes")  # by address: 3 words
+    engine.send(3, c.fileno(), memoryview(bytearray(b"cdata")))  # by cdata: 3 words
+    engine.recv(4, d.fileno(), memoryview(bytearray(8)))  # into memory: 3 words
+    engine.recv(5, e.fileno(), None)
+    engine.cancel(e.fileno(), False)  # 3 words
+    recs = uring._records(engine._q)
+    assert [len(r) for r in recs] == [1, 3, 3, 3, 1, 3]
+    uds = [uring._user_data(r) for r in recs]
+    assert uds[:5] == [
+        1 << 32 | a.fileno(),
+        2 << 32 | b.fileno(),
+        2 << 32 | c.fileno(),
+        0 << 32 | d.fileno(),
+        1 << 32 | e.fileno(),
+    ]
+    assert uds[5] == uring._CANCEL_ONE | (1 << 32 | e.fileno())
+    assert sum(len(r) for r in recs) == len(engine._q)
+    got = collect(engine, 5)  # each send fills the read across its pair
+    assert got[1] == (5, b"bytes") and got[2] == (5, None)
+    assert got[3] == (5, None) and got[4] == (5, None)
+    assert got[5][0] == ECANCELED

@@ -8,13 +8,14 @@ socket the kernel tries the syscall at submit time; on EAGAIN it arms an
 internal poll and retries from *task work* when the socket becomes ready. The
 data copy therefore happens in task-work context of the submitting task, not
 in an interrupt. Sends use ``MSG_NOSIGNAL``. Queued ops live in one list of
-ints (4 words per op; a recv's or send's memory is an index into the list
-``_mem`` of their cdata, which cffi turns into one C array per call). They
-become one array of 64-bit words (``_REC_TYPECODE``) and cross into C once
-per ``wait``: ``gaio_enter`` prepares them, submits (in chunks when the SQ
-fills), waits and copies up to 4096 CQEs out. A lone queued op skips both
-arrays: ``gaio_enter1`` takes its record and memory as arguments (about 300 ns
-less per wait at low load).
+ints, a record of one to three words per op (see ``gaio_enter``: a swap read
+is its kind and descriptor in one word; a recv's or send's memory is an index
+into the list ``_mem`` of their cdata, which cffi turns into one C array per
+call, or a bytes' address). They become one array of 64-bit words
+(``_REC_TYPECODE``) and cross into C once per ``wait``: ``gaio_enter``
+prepares them, submits (in chunks when the SQ fills), waits and copies up to
+4096 CQEs out. A lone queued op skips both arrays: ``gaio_enter1`` takes its
+words and memory as arguments (about 300 ns less per wait at low load).
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
 ``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
@@ -218,7 +219,8 @@ else:
     _IMPORT_ERROR = None
     # kernel ABI values, spelled as Final constants below for the compiled twin
     assert (lib.IORING_CQE_F_BUFFER, lib.IORING_CQE_F_MORE) == (1, 2)
-    assert (lib.GAIO_SEND, lib.GAIO_RECV_SELECT_NOW, lib.GAIO_SEND_AT) == (2, 6, 7)
+    assert (lib.GAIO_RECV_SELECT, lib.GAIO_SEND, lib.GAIO_CANCEL, lib.GAIO_CANCEL_ALL, lib.GAIO_POLL,
+            lib.GAIO_RECV_SELECT_NOW, lib.GAIO_SEND_AT, lib.GAIO_RECV_WIDE, lib.GAIO_RECV_WIDE_NOW) == tuple(range(1, 10))
 
 __all__ = ["Engine", "probe"]
 
@@ -232,6 +234,8 @@ _CANCEL_ALL: Final = 4
 _POLL: Final = 5
 _RECV_SELECT_NOW: Final = 6  # the kind word of a _RECV_SELECT record that tries at once
 _SEND_AT: Final = 7  # the kind word of a _SEND record from a bytes object (see _BYTES_AT)
+_RECV_WIDE: Final = 8  # the kind words of a _RECV_SELECT record on a wide buffer (read-ahead)
+_RECV_WIDE_NOW: Final = 9
 _INTERNAL: Final = 1 << 61
 _WAKE_UD: Final = _INTERNAL | 1
 _CANCEL_UD: Final = _INTERNAL | 2  # the cancel of everything (close)
@@ -299,6 +303,35 @@ def _bytes_data_offset() -> int:
 _BYTES_AT: Final = _bytes_data_offset()
 
 
+def _words(kind: int) -> int:
+    """The words of a queued record of ``kind`` (gaio_words in build_uring.py)."""
+    if kind in (_RECV_SELECT, _RECV_SELECT_NOW, _RECV_WIDE, _RECV_WIDE_NOW):
+        return 1
+    return 2 if kind in (_POLL, _CANCEL_ALL) else 3
+
+
+def _records(q: List[int]) -> List[List[int]]:
+    """The queued records in ``q``, each a list of its words (migration and
+    close only: the hot path never walks them)."""
+    out: List[List[int]] = []
+    i = 0
+    while i < len(q):
+        n = _words(q[i] >> 32)
+        out.append(q[i:i + n])
+        i += n
+    return out
+
+
+def _user_data(rec: List[int]) -> int:
+    """The user_data gaio_enter gives the SQE of record ``rec``."""
+    kind, fd = rec[0] >> 32, rec[0] & _M32
+    if kind in (_RECV_SELECT, _RECV_SELECT_NOW, _RECV_WIDE, _RECV_WIDE_NOW):
+        return _RECV_SELECT << 32 | fd
+    if kind == _SEND_AT:
+        return _SEND << 32 | fd
+    return rec[0] if kind in (_RECV, _SEND) else rec[1]
+
+
 def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
     entry = max(1, min(int(bufsize), SWAP_ENTRY_MAX))
     if count is None:
@@ -347,7 +380,7 @@ class Engine:
         # the export pins it), or a send's bytes object, from submission until
         # its CQE; grown on first use
         self._pins: List[List[Any]] = [[] for _ in range(_KINDS)]
-        # queued SQEs, 4 words each (see build_uring.py; _push adds a record
+        # queued SQEs, 1-3 words each (see build_uring.py; _push adds a record
         # whole); a list, made an array of 64-bit words once per enter
         self._q: List[int] = []
         self._mem: List[Any] = []  # memory of queued recvs and sends; their records index it
@@ -384,7 +417,6 @@ class Engine:
         self._spare: List[int] = []
         self._round_peak = 0  # the most buffers one round took, since the window last changed
         self._rounds = 0
-        self._swap_len: Any = self._entry  # one int object for every swap read's record
         self._pool = mmap.mmap(-1, self._entry * self._nbufs)
         self._br = mmap.mmap(-1, max(mmap.PAGESIZE, 16 * self._nbufs))
         self._pool_view = memoryview(self._pool)
@@ -395,7 +427,6 @@ class Engine:
         wide = self._entry * AHEAD_FACTOR
         wentry = wide if wide <= WIDE_ENTRY_MAX else 0
         self._wide_on = wentry > 0  # (off too if a ring will not take the wide group)
-        self._wide_len: Any = wentry  # (one int object for every wide recv's record)
         self._wpool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)
         self._wbr = mmap.mmap(-1, max(mmap.PAGESIZE, 16 * WIDE_BUFFERS))
         self._wpool_ptr = ffi.from_buffer(self._wpool)
@@ -412,7 +443,7 @@ class Engine:
         self._loop = ffi.new("struct gaio_loop *")
         lp = self._loop
         lp.recs, lp.bids, lp.br, lp.pool, lp.cq = self._recs, self._bids, self._br_ptr, self._pool_ptr, self._cq
-        lp.entries, lp.size, lp.cap = self._nbufs, self._entry, CQE_BATCH
+        lp.entries, lp.size, lp.cap, lp.wsize = self._nbufs, self._entry, CQE_BATCH, wentry
         try:
             self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._new_ring()
@@ -483,7 +514,7 @@ class Engine:
                 rc = lib.io_uring_enable_rings(self._ring)
                 if rc < 0:
                     raise OSError(-rc, f"io_uring_enable_rings: {os.strerror(-rc)}")
-            self._q[0:0] = [_WAKE_UD, 0, 0, _POLL << 32 | self._efd]
+            self._q[0:0] = [_POLL << 32 | self._efd, _WAKE_UD]
             if self._affinity is not None:
                 lib.gaio_iowq_aff(self._ring, self._affinity)
         self._issuer = tid
@@ -496,7 +527,8 @@ class Engine:
             self._process(got, self._ready)
             got = lib.gaio_reap(old, CQE_BATCH, self._cq)
         q = self._q
-        queued = set(q[0::4])
+        records = _records(q)
+        queued = {_user_data(rec) for rec in records}
         starved = self._starved
         stranded = [t for t in self._live_uds() if t not in queued and t not in starved]
         lib.io_uring_queue_exit(old)
@@ -507,9 +539,9 @@ class Engine:
         self._migrations += 1
         self._new_ring()
         keep: List[int] = []
-        for i in range(0, len(q), 4):
-            if q[i] != _WAKE_UD:
-                keep.extend(q[i:i + 4])
+        for rec in records:
+            if _user_data(rec) != _WAKE_UD:
+                keep.extend(rec)
         self._q = []
         for ud in stranded:
             self._requeue(ud)
@@ -530,9 +562,9 @@ class Engine:
     # token is Any: the compiled twin keeps the caller's object. fd is Any
     # too, unboxed into the int ud: shifting and or-ing machine ints costs less
     # than or-ing Python ints (ud is above 2**30, a two-digit int), and _push
-    # boxes ud once for the record's two words. With the 'L' records (see
-    # _REC_TYPECODE), about 520 instructions less per op (callgrind, an echo
-    # over 100 socketpairs in one process).
+    # boxes one record word. With the 'L' records (see _REC_TYPECODE), about
+    # 520 instructions less per op (callgrind, an echo over 100 socketpairs in
+    # one process).
     def recv(self, token: Any, fd: Any, buf: Any) -> None:
         f: int = fd
         ud: int
@@ -614,31 +646,29 @@ class Engine:
         """Queue the SQE record of op ``ud``; its memory's cdata goes to _mem,
         which the record indexes (one array per enter, not an address per op).
         A record goes in whole, in one call: a partial one would shift every
-        record after it (an exception between four appends could leave one).
+        record after it (an exception between appends could leave one).
         ``+=``, not ``extend()``: in the compiled twin extend() goes through
         list slice assignment, about 70 instructions more per op. ``now``: a
         swap read let out of the fairness queue tries the receive at once
         (see the module docstring)."""
         q = self._q
-        obj: Any = ud  # boxed once: the record's first and last words
         kind = ud >> 32
-        if kind == _RECV_SELECT:
-            fd = ud & _M32
+        fd = ud & _M32
+        if kind == _RECV_SELECT:  # one word (gaio_enter knows the group and length)
             ra = self._ra
             if ra.wide and ra.state(fd):  # (wide: empty until a stream)
                 if self._wfree > 0:  # (a race for the last ones ends in -ENOBUFS: see _process)
                     ra.wide[fd] = 2
-                    q += (obj, _BGID_WIDE, self._wide_len, _RECV_SELECT_NOW << 32 | fd if now else obj)
+                    q.append((_RECV_WIDE_NOW if now else _RECV_WIDE) << 32 | fd)
                     return
                 ra.wide[fd] = 1
-            q += (obj, _BGID, self._swap_len, _RECV_SELECT_NOW << 32 | fd if now else obj)
+            q.append(_RECV_SELECT_NOW << 32 | fd if now else ud)
             return
-        fd = ud & _M32
         mem = self._pins[kind][fd]
         if type(mem) is bytes:  # a send from a bytes: its address (see _BYTES_AT)
-            q += (obj, id(mem) + _BYTES_AT, min(len(mem), _MAX_LEN), _SEND_AT << 32 | fd)
+            q += (_SEND_AT << 32 | fd, id(mem) + _BYTES_AT, min(len(mem), _MAX_LEN))
             return
-        q += (obj, len(self._mem), min(len(mem), _MAX_LEN), obj)
+        q += (ud, len(self._mem), min(len(mem), _MAX_LEN))
         self._mem.append(mem)
 
     def cancel(self, fd: Any, send: bool) -> None:
@@ -660,7 +690,7 @@ class Engine:
     def _queue_cancel(self, target: int) -> None:
         """Queue the ASYNC_CANCEL record of op ``target`` (its own user_data
         names the target, see _process)."""
-        self._q.extend((_CANCEL_ONE | target, target, 0, _CANCEL << 32 | _M32))
+        self._q.extend((_CANCEL << 32 | _M32, _CANCEL_ONE | target, target))
 
     # -- completion ---------------------------------------------------------------------
     def wait(self, timeout: Optional[float]) -> List[Any]:
@@ -713,16 +743,20 @@ class Engine:
             # raises (Ctrl-C) must not leave them queued, to be submitted a
             # second time, into memory whose op may be over by then. The
             # records the kernel did not take (a full SQ, EEXIST) go back.
-            if nq == 4 and len(mem) <= 1:
-                # one op (a round trip with one op in flight): its record and
-                # memory as arguments, no arrays to build (see gaio_enter1)
+            if 0 < nq <= 3 and len(mem) <= 1:
+                # one op (a round trip with one op in flight), or a few swap
+                # reads: the words and memory as arguments, no arrays to build
+                # (see gaio_enter1)
                 one = mem[0] if mem else self._c_null
-                ud, arg, length, kind_fd = q[0], q[1], q[2], q[3]
+                w0 = q[0]
+                w1 = q[1] if nq > 1 else 0
+                w2 = q[2] if nq > 2 else 0
                 q.clear()
                 mem.clear()
-                rv: int = self._enter1(lp, ud, arg, length, kind_fd, one, nb, wait_ns)
-                if not (rv >> _TAKEN_SHIFT) & _TAKEN_MASK:
-                    q.extend((ud, arg, length, kind_fd))
+                rv: int = self._enter1(lp, nq, w0, w1, w2, one, nb, wait_ns)
+                taken = (rv >> _TAKEN_SHIFT) & _TAKEN_MASK
+                if taken < nq:  # (mem left whole, as below)
+                    q.extend((w0, w1, w2)[taken:nq])
                     if one is not self._c_null:
                         mem.append(one)
             else:
@@ -731,12 +765,12 @@ class Engine:
                         self._grow_records(nq)
                     _copy_in(self._recs, q, _REC_TYPECODE, 8)
                     q.clear()
-                rv = self._enter(lp, nq >> 2, nb, mem if mem else self._c_null, wait_ns)
+                rv = self._enter(lp, nq, nb, mem if mem else self._c_null, wait_ns)
                 taken = (rv >> _TAKEN_SHIFT) & _TAKEN_MASK
-                if taken * 4 == nq:
+                if taken == nq:
                     mem.clear()
                 else:  # (mem left whole: the records put back index it)
-                    q.extend(self._unpack(self._recs + taken * 4, nq - taken * 4))
+                    q.extend(self._unpack(self._recs + taken, nq - taken))
             got = rv & _GOT_MASK
             if spin:
                 spin = False
@@ -801,7 +835,7 @@ class Engine:
                 if ud == _WAKE_UD:
                     self._woken = False  # that write is seen: the next wake() must write again
                     if not word & _F_MORE and not self._closing:
-                        self._q.extend((_WAKE_UD, 0, 0, _POLL << 32 | self._efd))  # re-arm
+                        self._q.extend((_POLL << 32 | self._efd, _WAKE_UD))  # re-arm
                 elif ud == _CANCEL_UD:
                     if res == -errno.EINVAL:  # no CANCEL_ANY: one by one
                         for target in self._live_uds():
@@ -1077,7 +1111,7 @@ class Engine:
         ring = self._ring
         if ring is not None:
             q = self._q
-            queued = set(q[0::4])
+            queued = {_user_data(rec) for rec in _records(q)}
             for ud in self._live_uds():
                 if ud in queued or ud in self._starved:
                     self._take(ud)  # never reached the kernel
@@ -1092,7 +1126,7 @@ class Engine:
                 if self._issuer != tid:
                     self._adopt(tid)
                 del self._q[:]
-                self._q.extend((_CANCEL_UD, 0, 0, _CANCEL_ALL << 32 | _M32))
+                self._q.extend((_CANCEL_ALL << 32 | _M32, _CANCEL_UD))
                 for _ in range(100):  # bounded: 100 x 50 ms, then the barrier
                     type(self).wait(self, 0.05)  # not an instance override
                     if not self._live:
