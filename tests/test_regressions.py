@@ -410,6 +410,53 @@ def test_conn_found_among_other_weak_references(watcher, pair):
     assert proxy.fileno() == -1 and not called
 
 
+def test_a_new_conn_at_a_dead_conns_address_is_a_new_conn(watcher):
+    """The watcher remembers the states of conns whose ops completed lately,
+    by the conn's address. A conn that dies and a new one made at the same
+    address (CPython reuses the memory at once) must not meet the dead one's
+    state: the new conn is adopted with its own descriptor, and its bytes go
+    to its own peer. So must a conn that shares a slot with another."""
+    reused = 0
+    for i in range(20):
+        a, b = socket.socketpair()
+        old = id(a)
+        watcher.write(i, a, b"old")
+        (r,) = collect(watcher, 1)
+        assert r.error is None
+        del r, a  # the only references: the watcher closes its descriptor
+        c, d = socket.socketpair()  # (at once: the dead conn's memory is free)
+        reused += id(c) == old
+        watcher.write(i, c, b"new")  # before the watcher has seen a go
+        (r,) = collect(watcher, 1)
+        assert r.error is None and r.conn is c
+        assert d.recv(8) == b"new"
+        assert b.recv(8) == b"old" and b.recv(8) == b""  # a's descriptor closed: EOF
+        watcher.free(c)
+        watcher.wait_io(0)
+        for s in (b, c, d):
+            s.close()
+    if sys.implementation.name == "cpython":
+        assert reused  # else this test tested nothing
+
+    # many conns at once: some share a slot, each still reaches its own peer
+    pairs = [socket.socketpair() for _ in range(300)]
+    try:
+        for rnd in range(3):
+            for i, (a, _) in enumerate(pairs):
+                watcher.write(i, a, b"%d.%d;" % (i, rnd))
+            assert len(collect(watcher, len(pairs))) == len(pairs)
+        for i, (_, b) in enumerate(pairs):
+            want = b"".join(b"%d.%d;" % (i, rnd) for rnd in range(3))
+            got = b""
+            while len(got) < len(want):
+                got += b.recv(64)
+            assert got == want
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
 class _StubbornConn:
     """Names a socket by a number it keeps reporting after close(), as a thin
     wrapper caching its descriptor would."""
