@@ -420,6 +420,9 @@ class Engine:
         self._pool = mmap.mmap(-1, self._entry * self._nbufs)
         self._br = mmap.mmap(-1, max(mmap.PAGESIZE, 16 * self._nbufs))
         self._pool_view = memoryview(self._pool)
+        # a view of each swap buffer, made when first used: a completion's
+        # memory is a slice of it from 0 (slicing the pool would box the start)
+        self._views: List[Optional[memoryview]] = [None] * self._nbufs
         self._pool_ptr = ffi.from_buffer(self._pool)
         self._br_ptr = ffi.from_buffer(self._br)
         # Read-ahead (see the module docstring): WIDE_BUFFERS buffers of
@@ -822,7 +825,7 @@ class Engine:
                 return rv
 
     def _process(self, n: int, out: List[Any]) -> None:
-        ops, cancelled = self._ops, self._cancelled
+        ops, cancelled, views = self._ops, self._cancelled, self._views
         m32 = _M32
         # one list of 2n ints (see gaio_reap); typed, so that the compiled
         # twin compares and shifts machine ints
@@ -864,16 +867,21 @@ class Engine:
                     continue
                 res = again
             mem: Optional[memoryview] = None
+            boxed: object = res  # (boxed once: the result and the slice's end)
             if kind == _RECV_SELECT:
                 fl = word & _M32
-                if self._ra.state(fd) == 2:
+                if self._ra.wide and self._ra.state(fd) == 2:  # (wide: empty until a stream)
                     res, mem = self._wide_done(fd, res, fl)
+                    boxed = res
                 elif fl & _F_BUFFER:
                     bid = fl >> 16
                     self._lent.append(bid)  # the whole buffer is ours until recycle()
                     if res > 0:
-                        start = bid * self._entry
-                        mem = self._pool_view[start:start + res]
+                        whole: Any = views[bid]
+                        if whole is None:
+                            start = bid * self._entry
+                            whole = views[bid] = self._pool_view[start:start + self._entry]
+                        mem = whole[:boxed]
                         if res == self._entry and self._wide_on:  # filled: more is likely waiting
                             self._ra.mark(fd, 1)
                 if res == 0:
@@ -885,7 +893,7 @@ class Engine:
                 if self._cancel_tries:
                     self._cancel_tries.pop(ud, None)
             out.append(op)  # the token; three appends: no tuple per completion
-            out.append(res)
+            out.append(boxed)
             out.append(mem)
 
     def _wide_done(self, fd: int, res: int, fl: int) -> Tuple[int, Optional[memoryview]]:
@@ -1151,6 +1159,9 @@ class Engine:
                 os.close(self._efd)
                 self._efd = -1
         self._pool_ptr = self._br_ptr = self._wpool_ptr = self._wbr_ptr = None
+        for view in self._views:
+            if view is not None:
+                view.release()
         self._pool_view.release()  # slices lent to the user stay valid
         self._ra.view.release()
         if entombed:
