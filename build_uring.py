@@ -102,6 +102,7 @@ SOURCE = r"""
 #define GAIO_SEND_AT 7       /* GAIO_SEND from an address (a bytes' data)      */
 #define GAIO_RECV_WIDE 8     /* GAIO_RECV_SELECT on the wide buffers (group 1) */
 #define GAIO_RECV_WIDE_NOW 9 /* GAIO_RECV_WIDE, trying the recv at once        */
+#define GAIO_RAW (1ULL << 62) /* marks a CQE's user_data copied out whole     */
 """ + LOOP_STRUCT + r"""
 int gaio_setup(struct io_uring *r, unsigned sq, unsigned cq, unsigned flags)
 {
@@ -228,17 +229,29 @@ static void gaio_prep(struct gaio_loop *l, struct io_uring_sqe *sqe, const uint6
     io_uring_sqe_set_data64(sqe, ud);
 }
 
-/* Copy out up to cap CQEs, two words each: user_data, then res * 2**32 + flags
-   (one array that Python unpacks in one call; res = word >> 32 there). */
+/* Copy out up to cap CQEs, two words each (one array that Python unpacks in
+   one call), kept under 2**30 when they can be: Python makes an int object of
+   each, and a bigger one costs it about twice as much to make and to read.
+     first: kind << 28 | fd, for an op's user_data kind << 32 | fd with
+       fd < 2**28; any other user_data (gaio's own, a higher fd) as it is,
+       plus GAIO_RAW (2**62), so that word >= 2**30;
+     second: res * 2**19 + bid * 2**4 + (flags & 15): the provided buffer's
+       id (flags >> 16; under 2**15, the most buffers a group has here) and
+       the low flags (F_BUFFER, F_MORE, ...); res = word >> 19 in Python. */
 unsigned gaio_reap(struct io_uring *r, unsigned cap, int64_t *cq)
 {
     unsigned head, n = 0;
     struct io_uring_cqe *cqe;
     io_uring_for_each_cqe(r, head, cqe) {
+        uint64_t ud = cqe->user_data;
         if (n == cap)
             break;
-        cq[2 * n] = (int64_t) cqe->user_data;
-        cq[2 * n + 1] = (int64_t) cqe->res * 4294967296LL + (int64_t) cqe->flags;
+        if (ud >> 32 <= 3 && (uint32_t) ud < (1u << 28))
+            cq[2 * n] = (int64_t) ((ud >> 32) << 28 | (uint32_t) ud);
+        else
+            cq[2 * n] = (int64_t) (ud | GAIO_RAW);
+        cq[2 * n + 1] = (int64_t) cqe->res * 524288LL
+                        + (int64_t) ((cqe->flags >> 16 & 0x7FFF) << 4 | (cqe->flags & 15));
         n++;
     }
     if (n)

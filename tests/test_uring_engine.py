@@ -1081,3 +1081,31 @@ def test_queued_records_split_and_name_their_ops(engine, pairs):
     assert got[1] == (5, b"bytes") and got[2] == (5, None)
     assert got[3] == (5, None) and got[4] == (5, None)
     assert got[5][0] == ECANCELED
+
+
+def test_a_completion_copied_out_whole_reaches_its_op(engine, pairs):
+    """gaio_reap copies an op's user_data out as kind << 28 | fd, or whole
+    (plus _RAW) when its descriptor is 2**28 or more, too high to open here:
+    completions rewritten into that second form on their way to _process
+    must reach their ops all the same, swap reads with their bytes."""
+    real = engine._unpack
+
+    def whole(cdata, n):
+        words = real(cdata, n)
+        if cdata == engine._cq:
+            for i in range(0, n, 2):
+                who = words[i]
+                if who < uring._COMPACT:
+                    words[i] = (who >> uring._KIND_SHIFT) << 32 | (who & uring._FD_MASK) | uring._RAW
+        return words
+
+    engine._unpack = whole
+    (a, b), (c, d) = pairs(2)
+    engine.recv(1, a.fileno(), None)
+    buf = bytearray(8)
+    engine.recv(2, c.fileno(), memoryview(buf))
+    engine.send(3, b.fileno(), b"swapped")
+    engine.send(4, d.fileno(), memoryview(b"user"))
+    got = collect(engine, 4)
+    assert got == {1: (7, b"swapped"), 2: (4, None), 3: (7, None), 4: (4, None)}
+    assert bytes(buf[:4]) == b"user"

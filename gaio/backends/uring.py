@@ -266,6 +266,15 @@ _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
+# A CQE as gaio_reap copies it out: kind << _KIND_SHIFT | fd, or the user_data
+# plus _RAW; then res << _RES_SHIFT | bid << _BID_SHIFT | the low flags.
+_KIND_SHIFT: Final = 28
+_FD_MASK: Final = (1 << 28) - 1
+_RAW: Final = 1 << 62
+_COMPACT: Final = 1 << 30  # a first word below this is kind and fd
+_RES_SHIFT: Final = 19
+_BID_SHIFT: Final = 4
+_BID_MASK: Final = 0x7FFF
 # What an _ops slot holds: the op's token (so an idle connection's pending
 # read costs the engine one list slot); _pins holds the cdata of a recv's or
 # send's memory beside it (or a send's bytes object: see _BYTES_AT).
@@ -336,7 +345,8 @@ def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
     entry = max(1, min(int(bufsize), SWAP_ENTRY_MAX))
     if count is None:
         count = max(16, min(4096, SWAP_POOL_BYTES // entry))
-    count = 1 << (max(1, min(int(count), 32768)).bit_length() - 1)  # power of two
+    # a power of two, at most 32768: buffer ids fit the 15 bits gaio_reap keeps
+    count = 1 << (max(1, min(int(count), 32768)).bit_length() - 1)
     return entry, count
 
 
@@ -826,55 +836,58 @@ class Engine:
 
     def _process(self, n: int, out: List[Any]) -> None:
         ops, cancelled, views = self._ops, self._cancelled, self._views
-        m32 = _M32
         # one list of 2n ints (see gaio_reap); typed, so that the compiled
         # twin compares and shifts machine ints
         cq: List[int] = self._unpack(self._cq, 2 * n)
         for i in range(0, 2 * n, 2):
-            ud = cq[i]
+            who = cq[i]
             word = cq[i + 1]
-            res = word >> 32  # floor shift: negative results come out right
-            if ud >= _INTERNAL:
-                if ud == _WAKE_UD:
-                    self._woken = False  # that write is seen: the next wake() must write again
-                    if not word & _F_MORE and not self._closing:
-                        self._q.extend((_POLL << 32 | self._efd, _WAKE_UD))  # re-arm
-                elif ud == _CANCEL_UD:
-                    if res == -errno.EINVAL:  # no CANCEL_ANY: one by one
-                        for target in self._live_uds():
-                            self._queue_cancel(target)
-                elif res == -errno.ENOENT:  # a cancel of one op found nothing (see cancel)
-                    target = ud & _TARGET_MASK
-                    if target in cancelled and self._get(target) is not None:
-                        self._cancel_again(target)
-                continue
-            tab = ops[ud >> 32]  # (_take, inlined: once per completion)
-            fd = ud & m32
+            res = word >> _RES_SHIFT  # floor shift: negative results come out right
+            if who < _COMPACT:  # (not _RAW: 2**62 is past the compiled twin's machine ints)
+                kind = who >> _KIND_SHIFT
+                fd = who & _FD_MASK
+            else:  # a user_data copied out whole
+                ud = who ^ _RAW
+                if ud >= _INTERNAL:
+                    if ud == _WAKE_UD:
+                        self._woken = False  # that write is seen: the next wake() must write again
+                        if not word & _F_MORE and not self._closing:
+                            self._q.extend((_POLL << 32 | self._efd, _WAKE_UD))  # re-arm
+                    elif ud == _CANCEL_UD:
+                        if res == -errno.EINVAL:  # no CANCEL_ANY: one by one
+                            for target in self._live_uds():
+                                self._queue_cancel(target)
+                    elif res == -errno.ENOENT:  # a cancel of one op found nothing (see cancel)
+                        target = ud & _TARGET_MASK
+                        if target in cancelled and self._get(target) is not None:
+                            self._cancel_again(target)
+                    continue
+                kind = ud >> 32
+                fd = ud & _M32
+            tab = ops[kind]  # (_take, inlined: once per completion)
             if fd >= len(tab):
                 continue
             op = tab[fd]
             if op is None:
                 continue
             tab[fd] = None
-            kind = ud >> 32
             if res < 0 and res in _RETRY:
                 narrow_ok = False
                 if kind == _RECV_SELECT and self._ra.state(fd) == 2:
                     self._ra.wide[fd] = 0  # (no wide buffer was free after all: a narrow one then)
                     narrow_ok = res == -errno.ENOBUFS
-                again = self._resubmit(ud, op, res, narrow_ok)
+                again = self._resubmit(kind << 32 | fd, op, res, narrow_ok)
                 if again is None:
                     continue
                 res = again
             mem: Optional[memoryview] = None
             boxed: object = res  # (boxed once: the result and the slice's end)
             if kind == _RECV_SELECT:
-                fl = word & _M32
                 if self._ra.wide and self._ra.state(fd) == 2:  # (wide: empty until a stream)
-                    res, mem = self._wide_done(fd, res, fl)
+                    res, mem = self._wide_done(fd, res, word)
                     boxed = res
-                elif fl & _F_BUFFER:
-                    bid = fl >> 16
+                elif word & _F_BUFFER:
+                    bid = word >> _BID_SHIFT & _BID_MASK
                     self._lent.append(bid)  # the whole buffer is ours until recycle()
                     if res > 0:
                         whole: Any = views[bid]
@@ -889,6 +902,7 @@ class Engine:
             else:
                 self._pins[kind][fd] = None  # the kernel is done with that memory
             if cancelled:
+                ud = kind << 32 | fd
                 cancelled.discard(ud)
                 if self._cancel_tries:
                     self._cancel_tries.pop(ud, None)
@@ -896,14 +910,14 @@ class Engine:
             out.append(boxed)
             out.append(mem)
 
-    def _wide_done(self, fd: int, res: int, fl: int) -> Tuple[int, Optional[memoryview]]:
+    def _wide_done(self, fd: int, res: int, word: int) -> Tuple[int, Optional[memoryview]]:
         """The completion of a wide swap recv: its first ``bufsize`` bytes
         are the read's, the rest are kept for the next reads (see ReadAhead)."""
         ra = self._ra
         ra.wide[fd] = 0
-        if not fl & _F_BUFFER:
+        if not word & _F_BUFFER:
             return res, None
-        bid = fl >> 16
+        bid = word >> _BID_SHIFT & _BID_MASK
         self._wfree -= 1
         if res <= 0:
             ra.lent.append(bid)
