@@ -179,9 +179,9 @@ static unsigned gaio_words(unsigned kind)
 
 static void gaio_prep(struct gaio_loop *l, struct io_uring_sqe *sqe, const uint64_t *rec, void **mem)
 {
-    unsigned kind = (unsigned) (rec[0] >> 32);
-    int fd = (int) (uint32_t) rec[0];
-    uint64_t ud = rec[0];
+    unsigned kind = (unsigned) (rec[0] & 15);
+    int fd = (int) (uint32_t) (rec[0] >> 4);
+    uint64_t ud = (uint64_t) kind << 32 | (uint32_t) fd;
     switch (kind) {
     case GAIO_RECV:
         io_uring_prep_recv(sqe, fd, mem[rec[1]], (uint32_t) rec[2], 0);
@@ -281,13 +281,15 @@ static unsigned gaio_drain(struct io_uring *r, unsigned cap, int64_t *cq)
 }
 
 /* One call per round trip to the kernel. l->recs holds n words of records,
-   each opening with the word kind << 32 | fd, and as long as its kind needs
-   (gaio_words): every word Python converts costs it about 150 instructions.
+   each opening with the word fd << 4 | kind (under 2**30 while fd < 2**26:
+   an int object Python makes at half the cost of a bigger one), and as long
+   as its kind needs (gaio_words): every word Python converts costs it about
+   150 instructions.
      swap recvs (RECV_SELECT, _NOW, RECV_WIDE, _NOW): that word alone; their
        user_data is RECV_SELECT << 32 | fd, their group and length the loop's;
      RECV, SEND: then an index into mem (their memory: the caller passes its
        buffers' cdata as one array per call, not an address per op), and the
-       length; the user_data is the first word;
+       length; the user_data is kind << 32 | fd;
      SEND_AT: then the address (a bytes object's data, which Python knows
        without cffi) and the length; the user_data is SEND << 32 | fd;
      CANCEL: then the user_data and the target's;
@@ -312,7 +314,7 @@ long long gaio_enter(struct gaio_loop *l, unsigned n, unsigned nb, void **mem, l
         gaio_bufring_add(l->br, l->entries, 0, l->pool, l->size, l->bids, nb);
     while (i < n) {
         struct io_uring_sqe *sqe;
-        words = gaio_words((unsigned) (l->recs[i] >> 32));
+        words = gaio_words((unsigned) (l->recs[i] & 15));
         if (words > n - i)
             break; /* a cut record (never made by Python): prepare nothing of it */
         sqe = io_uring_get_sqe(r);

@@ -91,7 +91,7 @@ def collect(engine, want, timeout=10.0, recycle=False):
 def first_record(engine, n):
     """The words of the first of ``n`` words of records in gaio_enter's array
     (for stand-ins of gaio_enter that take one record only)."""
-    return min(n, uring._words(int(engine._recs[0]) >> 32)) if n else 0
+    return min(n, uring._words(int(engine._recs[0]) & uring._TAG_KIND)) if n else 0
 
 
 def arm_recvs(engine, ps, size):
@@ -996,7 +996,7 @@ def test_send_from_bytes_goes_by_address_and_keeps_the_bytes(engine, pairs):
     payloads = [os.urandom(100), os.urandom(3000), bytearray(os.urandom(500))]
     for i, ((a, _), data) in enumerate(zip(ps, payloads)):
         engine.send(i + 1, a.fileno(), data if type(data) is bytes else memoryview(data))
-    kinds = [rec[0] >> 32 for rec in uring._records(engine._q)]
+    kinds = [rec[0] & uring._TAG_KIND for rec in uring._records(engine._q)]
     assert kinds == [7, 7, 2]  # _SEND_AT twice, then _SEND by cdata
     assert len(engine._mem) == 1  # only the bytearray's cdata
     a0 = ps[0][0].fileno()

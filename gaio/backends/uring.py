@@ -232,10 +232,13 @@ _SEND: Final = 2
 _CANCEL: Final = 3
 _CANCEL_ALL: Final = 4
 _POLL: Final = 5
-_RECV_SELECT_NOW: Final = 6  # the kind word of a _RECV_SELECT record that tries at once
-_SEND_AT: Final = 7  # the kind word of a _SEND record from a bytes object (see _BYTES_AT)
-_RECV_WIDE: Final = 8  # the kind words of a _RECV_SELECT record on a wide buffer (read-ahead)
+_RECV_SELECT_NOW: Final = 6  # the kind of a _RECV_SELECT record that tries at once
+_SEND_AT: Final = 7  # the kind of a _SEND record from a bytes object (see _BYTES_AT)
+_RECV_WIDE: Final = 8  # the kinds of a _RECV_SELECT record on a wide buffer (read-ahead)
 _RECV_WIDE_NOW: Final = 9
+# A queued record opens with its tag, fd << _TAG_SHIFT | kind (see gaio_enter)
+_TAG_SHIFT: Final = 4
+_TAG_KIND: Final = 15
 _INTERNAL: Final = 1 << 61
 _WAKE_UD: Final = _INTERNAL | 1
 _CANCEL_UD: Final = _INTERNAL | 2  # the cancel of everything (close)
@@ -325,7 +328,7 @@ def _records(q: List[int]) -> List[List[int]]:
     out: List[List[int]] = []
     i = 0
     while i < len(q):
-        n = _words(q[i] >> 32)
+        n = _words(q[i] & _TAG_KIND)
         out.append(q[i:i + n])
         i += n
     return out
@@ -333,12 +336,12 @@ def _records(q: List[int]) -> List[List[int]]:
 
 def _user_data(rec: List[int]) -> int:
     """The user_data gaio_enter gives the SQE of record ``rec``."""
-    kind, fd = rec[0] >> 32, rec[0] & _M32
+    kind, fd = rec[0] & _TAG_KIND, rec[0] >> _TAG_SHIFT
     if kind in (_RECV_SELECT, _RECV_SELECT_NOW, _RECV_WIDE, _RECV_WIDE_NOW):
         return _RECV_SELECT << 32 | fd
     if kind == _SEND_AT:
         return _SEND << 32 | fd
-    return rec[0] if kind in (_RECV, _SEND) else rec[1]
+    return kind << 32 | fd if kind in (_RECV, _SEND) else rec[1]
 
 
 def _swap_geometry(bufsize: int, count: Optional[int]) -> Tuple[int, int]:
@@ -527,7 +530,7 @@ class Engine:
                 rc = lib.io_uring_enable_rings(self._ring)
                 if rc < 0:
                     raise OSError(-rc, f"io_uring_enable_rings: {os.strerror(-rc)}")
-            self._q[0:0] = [_POLL << 32 | self._efd, _WAKE_UD]
+            self._q[0:0] = [self._efd << _TAG_SHIFT | _POLL, _WAKE_UD]
             if self._affinity is not None:
                 lib.gaio_iowq_aff(self._ring, self._affinity)
         self._issuer = tid
@@ -672,16 +675,16 @@ class Engine:
             if ra.wide and ra.state(fd):  # (wide: empty until a stream)
                 if self._wfree > 0:  # (a race for the last ones ends in -ENOBUFS: see _process)
                     ra.wide[fd] = 2
-                    q.append((_RECV_WIDE_NOW if now else _RECV_WIDE) << 32 | fd)
+                    q.append(fd << _TAG_SHIFT | (_RECV_WIDE_NOW if now else _RECV_WIDE))
                     return
                 ra.wide[fd] = 1
-            q.append(_RECV_SELECT_NOW << 32 | fd if now else ud)
+            q.append(fd << _TAG_SHIFT | (_RECV_SELECT_NOW if now else _RECV_SELECT))
             return
         mem = self._pins[kind][fd]
         if type(mem) is bytes:  # a send from a bytes: its address (see _BYTES_AT)
-            q += (_SEND_AT << 32 | fd, id(mem) + _BYTES_AT, min(len(mem), _MAX_LEN))
+            q += (fd << _TAG_SHIFT | _SEND_AT, id(mem) + _BYTES_AT, min(len(mem), _MAX_LEN))
             return
-        q += (ud, len(self._mem), min(len(mem), _MAX_LEN))
+        q += (fd << _TAG_SHIFT | kind, len(self._mem), min(len(mem), _MAX_LEN))
         self._mem.append(mem)
 
     def cancel(self, fd: Any, send: bool) -> None:
@@ -703,7 +706,7 @@ class Engine:
     def _queue_cancel(self, target: int) -> None:
         """Queue the ASYNC_CANCEL record of op ``target`` (its own user_data
         names the target, see _process)."""
-        self._q.extend((_CANCEL << 32 | _M32, _CANCEL_ONE | target, target))
+        self._q.extend((_CANCEL, _CANCEL_ONE | target, target))
 
     # -- completion ---------------------------------------------------------------------
     def wait(self, timeout: Optional[float]) -> List[Any]:
@@ -852,7 +855,7 @@ class Engine:
                     if ud == _WAKE_UD:
                         self._woken = False  # that write is seen: the next wake() must write again
                         if not word & _F_MORE and not self._closing:
-                            self._q.extend((_POLL << 32 | self._efd, _WAKE_UD))  # re-arm
+                            self._q.extend((self._efd << _TAG_SHIFT | _POLL, _WAKE_UD))  # re-arm
                     elif ud == _CANCEL_UD:
                         if res == -errno.EINVAL:  # no CANCEL_ANY: one by one
                             for target in self._live_uds():
@@ -1148,7 +1151,7 @@ class Engine:
                 if self._issuer != tid:
                     self._adopt(tid)
                 del self._q[:]
-                self._q.extend((_CANCEL_ALL << 32 | _M32, _CANCEL_UD))
+                self._q.extend((_CANCEL_ALL, _CANCEL_UD))
                 for _ in range(100):  # bounded: 100 x 50 ms, then the barrier
                     type(self).wait(self, 0.05)  # not an instance override
                     if not self._live:
