@@ -4,9 +4,9 @@ liburing is linked statically (``liburing.a``), so the built extension needs no
 ``liburing.so`` at run time. Only liburing 2.3 API is used. The hot path is two
 calls: :c:func:`gaio_enter` returns used buffers, prepares N queued ops,
 submits them, optionally waits, and copies completions out (or
-:c:func:`gaio_enter1`, the same for one op passed as arguments); :c:func:`gaio_reap`
-copies more completions out without a system call. Python thus crosses into C
-about once per batch.
+:c:func:`gaio_enter1`, the same for up to three words of records passed as
+arguments: one op); :c:func:`gaio_reap` copies more completions out without a
+system call. Python thus crosses into C about once per batch.
 cffi releases the GIL around every call; none of these functions touch Python
 objects, only C memory (``ffi.new`` arrays, the buffer pool and the buffers of
 queued ops) that the engine owns and no other thread touches meanwhile.
@@ -193,7 +193,7 @@ static void gaio_prep(struct gaio_loop *l, struct io_uring_sqe *sqe, const uint6
         int wide = kind == GAIO_RECV_WIDE || kind == GAIO_RECV_WIDE_NOW;
         io_uring_prep_recv(sqe, fd, NULL, wide ? l->wsize : l->size, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = wide ? 1 : 0;
+        sqe->buf_group = wide ? 1 : 0; /* _BGID_WIDE, _BGID in uring.py */
         /* wait for data before picking a buffer: an idle socket's recv then
            needs none, and -ENOBUFS only ever comes with data waiting. A read
            let out of the fairness queue (_NOW) has usually got its data by

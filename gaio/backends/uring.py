@@ -244,7 +244,7 @@ _WAKE_UD: Final = _INTERNAL | 1
 _CANCEL_UD: Final = _INTERNAL | 2  # the cancel of everything (close)
 _CANCEL_ONE: Final = _INTERNAL | 1 << 60  # | the target's user_data: the cancel of one op
 _TARGET_MASK: Final = (1 << 60) - 1
-_BGID: Final = 0
+_BGID: Final = 0  # the swap buffers' group (gaio_prep in build_uring.py knows both)
 _BGID_WIDE: Final = 1  # the wide buffers' group (read-ahead, see the module docstring)
 SQ_ENTRIES: Final = 1024
 CQ_ENTRIES: Final = 32768
@@ -660,7 +660,8 @@ class Engine:
 
     def _push(self, ud: int, now: bool = False) -> None:
         """Queue the SQE record of op ``ud``; its memory's cdata goes to _mem,
-        which the record indexes (one array per enter, not an address per op).
+        which the record indexes (one array per enter, not an address per op),
+        or a bytes' address into the record itself (see _BYTES_AT).
         A record goes in whole, in one call: a partial one would shift every
         record after it (an exception between appends could leave one).
         ``+=``, not ``extend()``: in the compiled twin extend() goes through
