@@ -800,3 +800,41 @@ def test_ops_on_a_high_numbered_descriptor_beside_low_ones(watcher):
             watcher.free(conn)
         for s in (hi, lo, b, lo_peer):
             s.close()
+
+
+def _reset_by_peer(peer: socket.socket) -> None:
+    """Close ``peer`` with an RST (SO_LINGER 0) instead of a FIN."""
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    peer.close()
+
+
+@pytest.mark.parametrize("read_first", [True, False], ids=["read-pending", "together"])
+def test_a_reset_met_first_by_a_write_still_fails_the_pending_read(watcher, read_first):
+    """The kernel reports a reset once, to the first call that meets it, and
+    then the socket reads as ended. A read pending when the peer resets must
+    fail with ConnectionResetError on every engine, also when a write
+    submitted with it or after it meets the reset first (io_uring runs the
+    send at once, while the receive waits for its poll): it must not report a
+    clean end of stream. The write fails with EPIPE or ECONNRESET. A read
+    submitted after that reads end of stream, as a blocking recv() would."""
+    conn, peer = tcp_pair()
+    try:
+        if read_first:
+            watcher.read("r", conn, None)
+            time.sleep(0.05)  # (armed at the engine)
+            watcher.wait_io(0)
+            _reset_by_peer(peer)
+            time.sleep(0.05)
+        else:
+            _reset_by_peer(peer)
+            time.sleep(0.05)
+            watcher.read("r", conn, None)
+        watcher.write("w", conn, b"x" * 100)
+        got = {r.context: r for r in collect(watcher, 2)}
+        assert isinstance(got["r"].error, ConnectionResetError), got["r"]
+        assert isinstance(got["w"].error, (BrokenPipeError, ConnectionResetError)), got["w"]
+        watcher.read("later", conn, None)
+        (later,) = collect(watcher, 1)
+        assert isinstance(later.error, EOFError), later
+    finally:
+        conn.close()

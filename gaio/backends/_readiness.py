@@ -81,6 +81,7 @@ from .base import AHEAD_FACTOR, WIDE_BUFFERS, WIDE_ENTRY_MAX, Completions, spin_
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.
 _ECANCELED: Final = -errno.ECANCELED
+_ECONNRESET: Final = -errno.ECONNRESET
 _readv: Final = os.readv
 _write: Final = os.write
 
@@ -419,6 +420,16 @@ class ReadinessEngine(ABC):
         if 0 <= n < len(buf):  # short write: the buffer is full; an error is final
             self._flags[i] |= _DRAINED_SEND
         self._complete(token, n, None)
+        if n == _ECONNRESET and i < len(self._recv_tok) and self._recv_tok[i] is not None:
+            # A reset is reported once, to the first call that meets it, and
+            # then the socket reads as ended: this send met it, but a read was
+            # waiting here before it. It fails with the reset too (it would
+            # read a clean end of stream otherwise), as a read tried first
+            # would have; one submitted later reads end of stream.
+            token = self._recv_tok[i]
+            self._recv_tok[i] = self._recv_buf[i] = None
+            self._starved.pop(fd, None)
+            self._complete(token, _ECONNRESET, None)
         return True
 
     def _retry_starved(self) -> None:

@@ -267,6 +267,7 @@ _FOREIGN_SHIFT: Final = 57  # EEXIST: the ring is bound to another thread
 _get_ident: Final = threading.get_ident
 _ONE: Final = (1).to_bytes(8, "little")
 _M32: Final = 0xFFFFFFFF
+_ECONNRESET: Final = -errno.ECONNRESET
 _F_BUFFER: Final = 1  # IORING_CQE_F_BUFFER: the CQE names a provided buffer (id in flags >> 16)
 _F_MORE: Final = 2  # IORING_CQE_F_MORE: a multishot request stays armed
 # A CQE as gaio_reap copies it out: kind << _KIND_SHIFT | fd, or the user_data
@@ -411,6 +412,9 @@ class Engine:
         self._starved: Set[Any] = set()
         self._starved_fifo: Deque[Any] = collections.deque()
         self._ready: List[Any] = []  # completions made without the kernel (token, res, mem, ...)
+        # Descriptors whose send met ECONNRESET: a receive there that then
+        # finds end of stream reports the reset instead (see _process).
+        self._reset: Set[int] = set()
         self._lent: List[int] = []  # buffer ids handed out since the last recycle
         self._woken = False
         # cancels that found nothing while their target was in flight, asked
@@ -574,6 +578,7 @@ class Engine:
 
     def detach(self, fd: int) -> None:
         self._ra.drop(fd)  # bytes read ahead on a closed connection
+        self._reset.discard(fd)
 
     # token is Any: the compiled twin keeps the caller's object. fd is Any
     # too, unboxed into the int ud: shifting and or-ing machine ints costs less
@@ -612,6 +617,14 @@ class Engine:
 
     # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
     # indexes machine ints instead of boxing a new int for each step.
+    def _receiving(self, fd: int) -> bool:
+        """Is a receive on ``fd`` filed (at the kernel or parked)?"""
+        for kind in (_RECV_SELECT, _RECV):
+            tab = self._ops[kind]
+            if fd < len(tab) and tab[fd] is not None:
+                return True
+        return False
+
     def _put(self, ud: int, op: _Op) -> None:
         """File op ``ud`` in its slot (the front end never has two of a kind
         outstanding on one descriptor)."""
@@ -884,6 +897,20 @@ class Engine:
                 if again is None:
                     continue
                 res = again
+            if kind == _SEND:
+                if res == _ECONNRESET and self._receiving(fd):
+                    self._reset.add(fd)
+            elif res == 0 and self._reset and fd in self._reset:
+                # A reset is reported once, to the first call that meets it,
+                # and then the socket reads as ended. A receive waits for its
+                # poll (POLL_FIRST) while a send submitted with it, or after
+                # it, runs at once: the send met the reset first, though the
+                # receive was there before. It reports the reset too, as the
+                # readiness engines do (they try the read first): the peer
+                # did not end the stream. (A receive submitted after the
+                # send's completion reads end of stream, as everywhere.)
+                self._reset.discard(fd)
+                res = _ECONNRESET
             mem: Optional[memoryview] = None
             boxed: object = res  # (boxed once: the result and the slice's end)
             if kind == _RECV_SELECT:
