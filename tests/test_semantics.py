@@ -838,3 +838,26 @@ def test_a_reset_met_first_by_a_write_still_fails_the_pending_read(watcher, read
         assert isinstance(later.error, EOFError), later
     finally:
         conn.close()
+
+
+def test_bytes_sent_before_a_reset_are_read_though_a_write_met_the_reset(watcher):
+    """Bytes the peer sent before its reset are still read (Linux keeps them),
+    also when a write met the reset first while the read waited: the read
+    gets the bytes, not the reset, and the next read end of stream, on every
+    engine."""
+    conn, peer = tcp_pair()
+    try:
+        watcher.read("r", conn, bytearray(64))
+        watcher.wait_io(0)
+        peer.sendall(b"hello")
+        _reset_by_peer(peer)
+        time.sleep(0.05)
+        watcher.write("w", conn, b"x" * 100)
+        got = {r.context: r for r in collect(watcher, 2)}
+        assert got["r"].error is None and bytes(got["r"].buffer[: got["r"].size]) == b"hello", got["r"]
+        assert isinstance(got["w"].error, (BrokenPipeError, ConnectionResetError)), got["w"]
+        watcher.read("later", conn, None)
+        (later,) = collect(watcher, 1)
+        assert isinstance(later.error, EOFError), later
+    finally:
+        conn.close()

@@ -93,6 +93,7 @@ MIN_SWAP_ROOM = 2048
 _DRAINED_RECV: Final = 1  # a receive emptied the socket buffer (see the module docstring)
 _DRAINED_SEND: Final = 2  # a send filled it
 _HUNG_UP: Final = 4  # the peer hung up or the socket has an error: never "drained"
+_RESET_MET: Final = 8  # a send met the peer's reset while a read waited here (see _reset_met)
 
 
 class ReadinessEngine(ABC):
@@ -352,6 +353,8 @@ class ReadinessEngine(ABC):
             return False
         except OSError as exc:
             n = -(exc.errno or errno.EIO)
+        if self._flags[i] & _RESET_MET:
+            n = self._reset_met(i, n)
         if n <= 0:  # end of stream or an error: final
             self._wfree.append(bid)
             ra.wide[i] = 0
@@ -372,10 +375,24 @@ class ReadinessEngine(ABC):
             return False
         except OSError as exc:
             n = -(exc.errno or errno.EIO)
+        if self._flags[i] & _RESET_MET:
+            n = self._reset_met(i, n)
         if 0 < n < len(buf) and not self._flags[i] & _HUNG_UP:
             self._flags[i] |= _DRAINED_RECV  # emptied (EOF and errors are final instead)
         self._complete(token, n, None)
         return True
+
+    def _reset_met(self, i: int, n: int) -> int:
+        """The result of a receive on descriptor ``i`` that was waiting when
+        a send there met the peer's reset (``n``: what the receive got). A
+        reset is reported once, to the first call that meets it, and then the
+        socket reads as ended: a send tried at once met it, though this read
+        was there before. If the read found the stream ended, it reports the
+        reset too, as a read tried first would have: the peer did not end the
+        stream. Whatever it found, the mark goes: a receive submitted later
+        reads end of stream, as recv() would. (io_uring does the same.)"""
+        self._flags[i] &= ~_RESET_MET
+        return _ECONNRESET if n == 0 else n
 
     def _complete(self, token: Any, res: int, mem: Optional[memoryview]) -> None:
         done = self._done
@@ -392,8 +409,9 @@ class ReadinessEngine(ABC):
             self._flags[i] |= _DRAINED_RECV
             return False
         except OSError as exc:
-            self._complete(token, -(exc.errno or errno.EIO), None)
-            return True
+            n = -(exc.errno or errno.EIO)
+        if self._flags[i] & _RESET_MET:
+            n = self._reset_met(i, n)
         if n > 0:
             if n < len(self._swap) - used and not self._flags[i] & _HUNG_UP:
                 self._flags[i] |= _DRAINED_RECV
@@ -421,15 +439,7 @@ class ReadinessEngine(ABC):
             self._flags[i] |= _DRAINED_SEND
         self._complete(token, n, None)
         if n == _ECONNRESET and i < len(self._recv_tok) and self._recv_tok[i] is not None:
-            # A reset is reported once, to the first call that meets it, and
-            # then the socket reads as ended: this send met it, but a read was
-            # waiting here before it. It fails with the reset too (it would
-            # read a clean end of stream otherwise), as a read tried first
-            # would have; one submitted later reads end of stream.
-            token = self._recv_tok[i]
-            self._recv_tok[i] = self._recv_buf[i] = None
-            self._starved.pop(fd, None)
-            self._complete(token, _ECONNRESET, None)
+            self._flags[i] |= _RESET_MET  # (see _reset_met)
         return True
 
     def _retry_starved(self) -> None:

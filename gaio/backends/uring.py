@@ -615,8 +615,6 @@ class Engine:
         self._pin(ud, buf if type(buf) is bytes and _BYTES_AT >= 0 else self._from_buffer(buf))
         self._push(ud)
 
-    # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
-    # indexes machine ints instead of boxing a new int for each step.
     def _receiving(self, fd: int) -> bool:
         """Is a receive on ``fd`` filed (at the kernel or parked)?"""
         for kind in (_RECV_SELECT, _RECV):
@@ -625,6 +623,8 @@ class Engine:
                 return True
         return False
 
+    # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
+    # indexes machine ints instead of boxing a new int for each step.
     def _put(self, ud: int, op: _Op) -> None:
         """File op ``ud`` in its slot (the front end never has two of a kind
         outstanding on one descriptor)."""
@@ -900,17 +900,19 @@ class Engine:
             if kind == _SEND:
                 if res == _ECONNRESET and self._receiving(fd):
                     self._reset.add(fd)
-            elif res == 0 and self._reset and fd in self._reset:
+            elif self._reset and fd in self._reset:
                 # A reset is reported once, to the first call that meets it,
                 # and then the socket reads as ended. A receive waits for its
                 # poll (POLL_FIRST) while a send submitted with it, or after
-                # it, runs at once: the send met the reset first, though the
-                # receive was there before. It reports the reset too, as the
-                # readiness engines do (they try the read first): the peer
-                # did not end the stream. (A receive submitted after the
-                # send's completion reads end of stream, as everywhere.)
+                # it, runs at once: the send met the reset first, though this
+                # receive was there before. If it found the stream ended, it
+                # reports the reset too, as the readiness engines do: the
+                # peer did not end the stream. (Whatever it found, the mark
+                # goes: a receive submitted later reads end of stream, as
+                # everywhere.)
                 self._reset.discard(fd)
-                res = _ECONNRESET
+                if res == 0:
+                    res = _ECONNRESET
             mem: Optional[memoryview] = None
             boxed: object = res  # (boxed once: the result and the slice's end)
             if kind == _RECV_SELECT:
