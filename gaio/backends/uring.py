@@ -615,14 +615,6 @@ class Engine:
         self._pin(ud, buf if type(buf) is bytes and _BYTES_AT >= 0 else self._from_buffer(buf))
         self._push(ud)
 
-    def _receiving(self, fd: int) -> bool:
-        """Is a receive on ``fd`` filed (at the kernel or parked)?"""
-        for kind in (_RECV_SELECT, _RECV):
-            tab = self._ops[kind]
-            if fd < len(tab) and tab[fd] is not None:
-                return True
-        return False
-
     # ud is int-typed in _put/_get/_take: the compiled twin shifts, masks and
     # indexes machine ints instead of boxing a new int for each step.
     def _put(self, ud: int, op: _Op) -> None:
@@ -898,7 +890,8 @@ class Engine:
                     continue
                 res = again
             if kind == _SEND:
-                if res == _ECONNRESET and self._receiving(fd):
+                if res == _ECONNRESET and (self._get(_RECV_SELECT << 32 | fd) is not None
+                                           or self._get(_RECV << 32 | fd) is not None):  # a receive filed
                     self._reset.add(fd)
             elif self._reset and fd in self._reset:
                 # A reset is reported once, to the first call that meets it,
