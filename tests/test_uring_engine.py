@@ -1109,3 +1109,136 @@ def test_a_completion_copied_out_whole_reaches_its_op(engine, pairs):
     got = collect(engine, 4)
     assert got == {1: (7, b"swapped"), 2: (4, None), 3: (7, None), 4: (4, None)}
     assert bytes(buf[:4]) == b"user"
+
+
+# -- an idle engine gives its pools' pages back (Engine._trim) ----------------------------
+
+def resident(m) -> int:
+    """Resident bytes of the mapping that starts at ``m``'s address (an mmap)."""
+    start = "%x-" % int(uring.ffi.cast("uintptr_t", uring.ffi.from_buffer(m)))
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(start):
+            for rest in lines[i + 1:]:
+                if rest.startswith("Rss:"):
+                    return int(rest.split()[1]) * 1024
+    raise AssertionError("mapping not found")
+
+
+def burst(engine, ps, size=5000):
+    """One swap read of ``size`` bytes on each pair, collected and recycled."""
+    for i, (a, b) in enumerate(ps):
+        b.send(b"%d" % i + b"." * (size - len(b"%d" % i)))
+        engine.recv(i, a.fileno(), None)
+    got = collect(engine, len(ps))
+    assert all(res == size and mem.startswith(b"%d." % i) for i, (res, mem) in got.items())
+    engine.recycle()
+
+
+def test_an_idle_engine_gives_its_swap_pages_back(engine, pairs):
+    """After IDLE_TRIM_NS with nothing to do, a wait gives the swap pool's
+    pages back (MADV_DONTNEED) and returns; the pool is used as before, and
+    a wait that finds nothing left to give back sleeps its whole timeout."""
+    ps = pairs(20)
+    burst(engine, ps)
+    assert resident(engine._pool) >= 20 * 4096 and engine.trims == 0
+    t0 = time.monotonic()
+    assert engine.wait(5.0) == []  # (the front end waits again: wait may return [])
+    took = time.monotonic() - t0
+    assert uring.IDLE_TRIM_NS / 1e9 * 0.9 <= took < 2.5
+    assert engine.trims == 1 and resident(engine._pool) == 0
+    assert buffers_accounted(engine)
+    burst(engine, ps)  # zeroed pages, faulted in again: the bytes are right
+    assert resident(engine._pool) > 0
+    engine.wait(0.3)
+    assert engine.trims == 2 and resident(engine._pool) == 0
+    t0 = time.monotonic()
+    assert engine.wait(0.3) == []  # nothing touched since: no early wake-up, no trim
+    assert time.monotonic() - t0 >= 0.25 and engine.trims == 2
+
+
+def test_a_lent_swap_buffer_is_not_given_back(engine, pairs):
+    """A swap buffer lent to a result (no recycle yet) keeps its pages."""
+    (a, b), (c, d) = pairs(2)
+    b.send(b"kept")
+    engine.recv(1, a.fileno(), None)
+    ((tag, res, mem),) = triples(engine.wait(1.0))
+    assert engine._lent and bytes(mem) == b"kept"
+    engine.recv(2, c.fileno(), None)  # nothing comes: an idle wait, with a buffer lent
+    assert engine.wait(0.3) == []
+    assert engine.trims == 0 and bytes(mem) == b"kept"
+    engine.recycle()
+    engine.wait(0.3)
+    assert engine.trims == 1
+    d.send(b"later")
+    assert collect(engine, 1) == {2: (5, b"later")}
+
+
+def test_bytes_read_ahead_survive_an_idle_trim(engine, pairs):
+    """Wide buffers holding bytes read ahead keep their pages through an idle
+    wait (the swap pool's go back), and the reads after it get every byte."""
+    (a, b), = pairs()
+    data = fill(b, 3 * uring.AHEAD_FACTOR * engine._entry)
+    got = bytearray()
+    tag = 0
+    while not engine._ra.held:
+        engine.recv(tag, a.fileno(), None)
+        ((_, res, mem),) = triples(engine.wait(1.0))
+        got += mem
+        engine.recycle()
+        tag += 1
+    held = resident(engine._wpool)
+    assert held > 0 and engine.wait(0.3) == []
+    assert engine.trims == 1 and resident(engine._pool) == 0
+    assert resident(engine._wpool) == held  # the wide pool kept
+    while len(got) < len(data):
+        engine.recv(tag, a.fileno(), None)
+        ((_, res, mem),) = triples(engine.wait(1.0))
+        got += mem
+        engine.recycle()
+        tag += 1
+    assert got == data and wide_accounted(engine)
+    engine.wait(0.3)
+    assert engine.trims == 2 and resident(engine._wpool) == 0
+
+
+def test_no_pages_go_back_while_an_io_uring_worker_may_write(engine, pairs):
+    """A receive the kernel could not arm a poll for runs in an io_uring
+    worker thread (iou-wrk-*), which copies into a buffer whenever it
+    likes: while such a thread exists, nothing is given back. (Stood in for
+    by a thread of that name.)"""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    named, done = threading.Event(), threading.Event()
+
+    def worker():
+        assert libc.prctl(15, b"iou-wrk-test", 0, 0, 0) == 0  # PR_SET_NAME
+        named.set()
+        done.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        assert named.wait(5) and uring._io_workers()
+        burst(engine, pairs(4))
+        engine.wait(0.3)
+        assert engine.trims == 0 and resident(engine._pool) > 0
+    finally:
+        done.set()
+        t.join()
+    assert not uring._io_workers()
+    engine.wait(0.3)
+    assert engine.trims == 1
+
+
+def test_a_shared_ring_gives_no_pages_back(engine_factory, pairs):
+    """On a ring not bound to one thread a receive may complete at any return
+    from a syscall of ours, so its bytes could land just before the pages go:
+    no trim there."""
+    e = engine_factory(shared=True)
+    assert not e._bound
+    burst(e, pairs(4))
+    e.wait(0.3)
+    assert e.trims == 0 and resident(e._pool) > 0
