@@ -76,7 +76,7 @@ from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
 from ._ahead import ReadAhead
 from ._slots import grown
-from .base import AHEAD_FACTOR, WIDE_BUFFERS, WIDE_ENTRY_MAX, Completions, spin_ns
+from .base import AHEAD_FACTOR, WIDE_BUFFERS, WIDE_ENTRY_MAX, Completions, run_signal_handlers, spin_ns
 
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.
@@ -154,8 +154,16 @@ class ReadinessEngine(ABC):
         """``_poll_once(timeout)`` (None: no limit), spinning first when waits
         have been short (see base.spin_ns): polls that do not wait, until an
         event, the wake-up's included, or the budget is spent; then a wait
-        for what is left of ``timeout``."""
-        if timeout == 0 or not self._spin_ns:
+        for what is left of ``timeout``.
+
+        Before a poll that may block, Python's pending signal handlers run
+        (and may raise; nothing has been taken yet): a signal that came while
+        the compiled twin ran between two polls sets only a flag, which no
+        bytecode loop looks at, and the poll would not end for it."""
+        if timeout == 0:
+            return self._poll_once(0.0)
+        if not self._spin_ns:
+            run_signal_handlers()
             return self._poll_once(-1.0 if timeout is None else timeout)
         budget = self._spin_ns
         t0 = time.monotonic_ns()
@@ -166,6 +174,7 @@ class ReadinessEngine(ABC):
                 events = self._poll_once(0.0)
         if not events:
             left = -1.0 if timeout is None else max(0.0, timeout - (time.monotonic_ns() - t0) / 1e9)
+            run_signal_handlers()
             events = self._poll_once(left)
         self._spin = time.monotonic_ns() - t0 < budget
         return events
