@@ -168,6 +168,31 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else len(os.listdir("/dev/fd"))
 
 
+def resident(m) -> int:
+    """Resident bytes of the mapping that starts where mmap ``m`` does
+    (Linux: /proc/self/smaps)."""
+    import ctypes
+
+    start = "%x-" % ctypes.addressof(ctypes.c_char.from_buffer(m))
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(start):
+            for rest in lines[i + 1:]:
+                if rest.startswith("Rss:"):
+                    return int(rest.split()[1]) * 1024
+    raise AssertionError("mapping not found")
+
+
+def sleeps_whole(engine, timeout: float) -> int:
+    """``engine.wait(timeout)`` with nothing to come returns [] only once
+    ``timeout`` has passed (no early wake-up); returns ``engine.trims``."""
+    t0 = time.monotonic()
+    assert engine.wait(timeout) == []
+    assert time.monotonic() - t0 >= timeout * 0.9
+    return engine.trims
+
+
 def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
     sock.settimeout(timeout)
     chunks = []

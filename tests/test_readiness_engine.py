@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+from conftest import resident, sleeps_whole
 
 from gaio.backends import base, epoll
 
@@ -138,6 +139,83 @@ def test_detach_drops_bytes_read_ahead_after_their_views(engine, pair):
     engine.recycle()
     assert len(engine._wfree) == free + 1 and wide_accounted(engine)
     engine.attach(a.fileno())  # (for the fixture's detach)
+
+
+# -- an idle engine gives its pages back (ReadinessEngine._trim) -------------------------
+
+def test_an_idle_engine_gives_its_region_pages_back(engine, pair):
+    """After IDLE_TRIM_NS with nothing to do, a wait gives the swap region's
+    pages back and returns; reads after it get their bytes, and a wait with
+    nothing left to give back sleeps its whole timeout."""
+    a, b = pair
+    for rnd in range(2):
+        b.sendall(b"%d" % rnd + b"." * 9999)
+        res, mem = one(engine, rnd, a.fileno())
+        assert res == 10000 and mem == b"%d" % rnd + b"." * 9999
+        assert resident(engine._swap_map) >= 8192
+        engine.recycle()
+        t0 = time.monotonic()
+        assert engine.wait(5.0) == []  # (the front end waits again: wait may return [])
+        assert base.IDLE_TRIM_NS / 1e9 * 0.9 <= time.monotonic() - t0 < 2.5
+        assert engine.trims == rnd + 1 and resident(engine._swap_map) == 0
+    assert sleeps_whole(engine, 0.3) == 2
+
+
+def test_a_region_not_recycled_keeps_its_pages(engine, pair):
+    """The bytes of a result not yet recycled stay, through an idle wait,
+    also when traffic before it left pages to give back."""
+    a, b = pair
+    b.sendall(b"first")
+    assert one(engine, 0, a.fileno()) == (5, b"first")
+    engine.recycle()
+    b.sendall(b"kept")
+    engine.recv(1, a.fileno(), None)
+    ((tag, res, mem),) = [tuple(engine.wait(1.0))]
+    assert engine.wait(0.3) == []
+    assert engine.trims == 0 and bytes(mem) == b"kept"
+
+
+def test_bytes_read_ahead_survive_an_idle_trim(engine, pair):
+    """A wide buffer holding bytes read ahead keeps its pages through an idle
+    wait (the region's go back); the reads after it get every byte, and the
+    wide buffers' pages go at the next idle wait."""
+    a, b = pair
+    data = fill(b, 3 * base.AHEAD_FACTOR * engine._ra.entry)
+    got = bytearray()
+    tag = 0
+    while not engine._ra.held:
+        got += one(engine, tag, a.fileno())[1]
+        engine.recycle()
+        tag += 1
+    held = resident(engine._wpool)
+    assert held > 0 and engine.wait(0.3) == []
+    assert engine.trims == 1 and resident(engine._wpool) == held
+    while len(got) < len(data):
+        got += one(engine, tag, a.fileno())[1]
+        engine.recycle()
+        tag += 1
+    assert got == data and wide_accounted(engine)
+    engine.wait(0.3)
+    assert engine.trims == 2 and resident(engine._wpool) == 0 == resident(engine._swap_map)
+
+
+def test_a_wide_buffer_held_for_good_wakes_no_idle_wait(engine, pair):
+    """Bytes read ahead that nobody reads keep their buffer; once the region's
+    pages have gone, idle waits sleep as long as asked."""
+    a, b = pair
+    fill(b, 3 * base.AHEAD_FACTOR * engine._ra.entry)
+    tag = 0
+    while not (engine._ra.held and engine._wdirty):  # (a wide buffer used before)
+        one(engine, tag, a.fileno())
+        engine.recycle()
+        tag += 1
+    engine.wait(0.3)
+    assert engine.trims == 1 and sleeps_whole(engine, 0.5) == 1
+
+
+def test_a_swap_region_too_big_to_map_is_a_memory_error():
+    with pytest.raises(MemoryError):
+        epoll.Engine(1 << 62)
 
 
 def test_a_pending_signal_handler_runs_before_a_poll_that_may_block(engine, pair, monkeypatch):

@@ -865,3 +865,39 @@ def test_bytes_sent_before_a_reset_are_read_though_a_write_met_the_reset(watcher
         assert got["r"].error is None and bytes(got["r"].buffer[: got["r"].size]) == b"hello", got["r"]
     finally:
         conn.close()
+
+
+# -- an idle watcher gives its buffers' pages back; waits keep their contract --------------
+
+def test_an_idle_watcher_gives_buffer_pages_back_and_waits_as_asked(watcher):
+    """Every engine, once idle for a while after traffic, gives its buffers'
+    pages back (``trims`` counts it). That happens inside wait_io and is not a
+    result: wait_io(None) still returns only with one, wait_io(t) only after
+    t, and the swap reads after it get their bytes."""
+    w = watcher
+    pairs = [socket.socketpair() for _ in range(8)]
+    try:
+        for rnd in range(2):
+            for i, (a, b) in enumerate(pairs):
+                w.read((rnd, i), a)
+                b.sendall(b"%d-%d:" % (rnd, i) + b"x" * 6000)
+            got = collect(w, len(pairs))
+            assert sorted(bytes(r.buffer[: r.size])[:8].split(b":")[0] for r in got) == sorted(
+                b"%d-%d" % (rnd, i) for i in range(len(pairs)))
+            assert all(r.error is None and r.size == 6000 + len(b"%d-%d:" % r.context) for r in got)
+            t0 = time.monotonic()
+            assert w.wait_io(0.6) == []
+            assert time.monotonic() - t0 >= 0.55
+            assert w._engine.trims == rnd + 1
+        # a wait with no time limit, idle past the trim, returns the result
+        (a, b) = pairs[0]
+        w.read("late", a)
+        threading.Timer(0.4, b.sendall, (b"late",)).start()
+        t0 = time.monotonic()
+        (r,) = w.wait_io()
+        assert r.context == "late" and bytes(r.buffer[: r.size]) == b"late"
+        assert time.monotonic() - t0 >= 0.35
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

@@ -58,6 +58,16 @@ the one the Go original uses:
 * A wait that may sleep spins first when waits have been short (``_events``,
   see ``base.spin_ns``): polls that do not wait, until an event comes (the
   wake-up's too) or the budget is spent.
+* The region and the wide buffers are anonymous mappings, so untouched pages
+  cost nothing (the region used to be a ``bytearray``, all of it resident),
+  and an engine idle for ``base.IDLE_TRIM_NS`` (100 ms) after traffic gives
+  the touched ones back (``_trim``, ``MADV_DONTNEED``), as the io_uring
+  engine does: a wait that could sleep longer sleeps that long, and if
+  nothing came, the region goes when no result points into it, the wide
+  buffers when none is lent or holds bytes read ahead. Every receive here is
+  a system call of the waiting thread, so nothing writes into them
+  meanwhile. Bench idle: 368 -> 364 bytes per connection, level (quick runs;
+  callgrind micro echo 14,570 -> 14,487 instructions per op).
 
 Subclasses supply the facility: ``_register``/``_unregister`` a descriptor,
 ``_poll_once`` (one raw poll), ``_poll`` for ``(fd, readable, writable,
@@ -76,7 +86,8 @@ from typing import Any, Dict, Final, Iterable, List, Optional, Tuple
 
 from ._ahead import ReadAhead
 from ._slots import grown
-from .base import AHEAD_FACTOR, WIDE_BUFFERS, WIDE_ENTRY_MAX, Completions, run_signal_handlers, spin_ns
+from .base import (AHEAD_FACTOR, IDLE_TRIM_NS, WIDE_BUFFERS, WIDE_ENTRY_MAX, Completions, run_signal_handlers,
+                   spin_ns)
 
 # Final: the compiled twin binds these once instead of looking them up in the
 # module's dict on every receive and send.
@@ -88,6 +99,7 @@ _write: Final = os.write
 # A swap receive needs at least this much room in the region (or the whole
 # region, if it is smaller); below it, it waits for the next cycle.
 MIN_SWAP_ROOM = 2048
+_MADV_DONTNEED: Final = hasattr(mmap, "MADV_DONTNEED")
 
 # per-descriptor flag bits (ReadinessEngine._flags)
 _DRAINED_RECV: Final = 1  # a receive emptied the socket buffer (see the module docstring)
@@ -104,7 +116,13 @@ class ReadinessEngine(ABC):
     def __init__(self, bufsize: int) -> None:
         self._spin_ns = spin_ns()  # (first: a bad GAIO_SPIN_US leaves nothing open)
         self._spin = False  # the last wait that could sleep was short: spin before the next
-        self._swap = memoryview(bytearray(bufsize))
+        # an anonymous mapping: untouched pages cost nothing, and an idle
+        # engine can give the touched ones back (see _trim)
+        try:
+            self._swap_map = mmap.mmap(-1, bufsize)
+        except OSError as exc:  # (ENOMEM: more than this machine maps)
+            raise MemoryError(str(exc)) from None
+        self._swap = memoryview(self._swap_map)
         self._swap_used = 0
         self._min_room = min(bufsize, MIN_SWAP_ROOM)
         # Parked ops, indexed by fd: the token, and the buffer (None for a
@@ -126,9 +144,13 @@ class ReadinessEngine(ABC):
         # buffers not in use, the most recently freed last.
         wide = bufsize * AHEAD_FACTOR
         wentry = wide if wide <= WIDE_ENTRY_MAX else 0
-        pool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)  # (kept alive by the view)
-        self._ra = ReadAhead(bufsize, wentry, memoryview(pool))
+        self._wpool = mmap.mmap(-1, max(1, wentry) * WIDE_BUFFERS)
+        self._ra = ReadAhead(bufsize, wentry, memoryview(self._wpool))
         self._wfree: List[int] = list(range(WIDE_BUFFERS)) if wentry else []
+        # the region (a wide buffer) was used since its pages last went back;
+        # trims: how many times they did (see _trim)
+        self._dirty = self._wdirty = False
+        self.trims = 0
 
     # -- to be supplied by subclasses ----------------------------------------
     @abstractmethod
@@ -159,7 +181,9 @@ class ReadinessEngine(ABC):
         Before a poll that may block, Python's pending signal handlers run
         (and may raise; nothing has been taken yet): a signal that came while
         the compiled twin ran between two polls sets only a flag, which no
-        bytecode loop looks at, and the poll would not end for it."""
+        bytecode loop looks at, and the poll would not end for it. (It showed
+        once idle waits woke to give pages back: a Ctrl-C that came as one
+        woke went unheard.)"""
         if timeout == 0:
             return self._poll_once(0.0)
         if not self._spin_ns:
@@ -264,6 +288,11 @@ class ReadinessEngine(ABC):
             self._retry_starved()
         if self._done or self._ra.done:
             timeout = 0
+        idle_from = 0
+        if (self._dirty or self._wdirty) and (timeout is None or timeout * 1e9 > IDLE_TRIM_NS) \
+                and self._trimmable():
+            # wake up once idle long enough to give pages back (see _trim)
+            timeout, idle_from = IDLE_TRIM_NS / 1e9, time.monotonic_ns()
         flags = self._flags
         recv_tok, send_tok = self._recv_tok, self._send_tok
         for fd, readable, writable, hung_up in self._poll(timeout):
@@ -295,7 +324,38 @@ class ReadinessEngine(ABC):
         out, self._done = self._done, []
         if self._ra.done:
             self._ra.deliver(out)
+        if idle_from and not out and time.monotonic_ns() - idle_from >= IDLE_TRIM_NS:
+            self._trim()
         return out
+
+    def _trimmable(self) -> bool:
+        """Whether pages could go back now (see _trim): so that an engine that
+        cannot (a wide buffer held for good) is not woken for nothing."""
+        if self._closed or not _MADV_DONTNEED:
+            return False
+        ra = self._ra
+        return ((self._dirty and not self._swap_used and not self._done)
+                or (self._wdirty and not (ra.lent or ra.held or ra.done)))
+
+    def _trim(self) -> None:
+        """The engine has been idle for IDLE_TRIM_NS: give the pages of the
+        swap region and of the wide buffers back to the system
+        (``MADV_DONTNEED``; the mappings stay, and memory used again is
+        faulted in as zeroes), so that a burst of traffic does not leave an
+        idle server holding them. Only what nothing refers to: the region
+        when no result points into it, the wide buffers when none is lent or
+        holds bytes read ahead. (Every receive here is a system call of the
+        thread that waits, so nothing writes into them meanwhile.)"""
+        if not self._trimmable():
+            return
+        ra = self._ra
+        if self._dirty and not self._swap_used and not self._done:
+            self._swap_map.madvise(mmap.MADV_DONTNEED)
+            self._dirty = False
+        if self._wdirty and not (ra.lent or ra.held or ra.done):
+            self._wpool.madvise(mmap.MADV_DONTNEED)
+            self._wdirty = False
+        self.trims += 1
 
     def recycle(self) -> None:
         # A swap receive that completed at once (started while the front end
@@ -306,9 +366,12 @@ class ReadinessEngine(ABC):
         for i in range(2, len(done), 3):
             if done[i] is not None:
                 return
-        self._swap_used = 0
+        if self._swap_used:
+            self._dirty = True
+            self._swap_used = 0
         lent = self._ra.lent
         if lent:
+            self._wdirty = True
             self._wfree += lent
             lent.clear()
 

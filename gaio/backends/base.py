@@ -147,6 +147,10 @@ AHEAD_FACTOR = 4
 WIDE_ENTRY_MAX = 256 << 10
 WIDE_BUFFERS = 16
 
+#: An engine idle this long (nanoseconds) after traffic gives the pages of
+#: its buffers back to the system (each engine's ``_trim``).
+IDLE_TRIM_NS = 100_000_000
+
 
 #: Microseconds a wait polls before it sleeps when waits have been short (see
 #: spin_ns); ``GAIO_SPIN_US`` overrides, 0 turns spinning off.

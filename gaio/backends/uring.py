@@ -119,7 +119,8 @@ enter, and every CQE posted has been reaped), and no io_uring worker thread
 in the process (a receive the kernel could not arm a poll for, say for want
 of memory, runs in an ``iou-wrk`` thread and copies whenever it likes; a
 shared ring completes receives on any return from a syscall of ours, so it
-trims nothing either). Bench idle (5000 connections with a pending swap
+trims nothing either). A watcher that could not trim (a buffer held, a
+shared ring) is not woken for it: its waits sleep as long as asked. Bench idle (5000 connections with a pending swap
 read, quick runs): 473 -> 364 bytes of RSS per connection; over the second
 half 375 -> 377, which never counted the pools.
 
@@ -225,8 +226,8 @@ from typing import Any, Callable, Deque, Dict, Final, List, Optional, Set, Tuple
 
 from ._ahead import ReadAhead
 from ._slots import grown
-from .base import (AHEAD_FACTOR, TRANSIENT_ERRNOS, WIDE_BUFFERS, WIDE_ENTRY_MAX, EngineUnavailable,
-                   run_signal_handlers, spin_ns)
+from .base import (AHEAD_FACTOR, IDLE_TRIM_NS, TRANSIENT_ERRNOS, WIDE_BUFFERS, WIDE_ENTRY_MAX,
+                   EngineUnavailable, run_signal_handlers, spin_ns)
 
 try:
     from .._uring import ffi, lib
@@ -274,7 +275,7 @@ SWAP_POOL_BYTES: Final = 8 << 20
 SWAP_ENTRY_MAX: Final = 1 << 20
 WINDOW_MIN: Final = 16  # the fewest buffers the ring is kept stocked with (see the module docstring)
 WINDOW_ROUNDS: Final = 1024  # recycles between looks at whether the window may shrink
-IDLE_TRIM_NS: Final = 100_000_000  # idle this long: the pools' pages go back (see _trim)
+_MADV_DONTNEED: Final = hasattr(mmap, "MADV_DONTNEED")
 _EMPTY: Final = memoryview(b"")
 _RETRY: Final = frozenset((-errno.EINTR, -errno.EAGAIN, -errno.ENOBUFS, -errno.ECANCELED))
 # gaio_enter's result: CQEs copied, ops taken, "enter again at once" (see build_uring.py)
@@ -781,7 +782,8 @@ class Engine:
             # releases more (see the module docstring).
             wait_ns = STARVED_WAIT_NS if wait_ns < 0 else min(wait_ns, STARVED_WAIT_NS)
         idle_from = 0
-        if blocking and (self._dirty or self._wdirty) and (wait_ns < 0 or wait_ns > IDLE_TRIM_NS):
+        if blocking and (self._dirty or self._wdirty) and (wait_ns < 0 or wait_ns > IDLE_TRIM_NS) \
+                and self._trimmable():
             # pages of the pools are resident: wake up once the watcher has
             # been idle long enough to give them back (see _trim)
             wait_ns, idle_from = IDLE_TRIM_NS, time.monotonic_ns()
@@ -1109,13 +1111,16 @@ class Engine:
         this thread (``DEFER_TASKRUN``: a receive copies its data only in this
         thread's own enter, and every CQE posted has been reaped), and no
         io_uring worker thread in the process (a receive the kernel could not
-        arm a poll for runs in one, and copies as it pleases)."""
-        if not self._bound or self._closed or self._ready or not hasattr(mmap, "MADV_DONTNEED"):
+        arm a poll for runs in one, and copies as it pleases). When one is
+        there, the pages stay until traffic has lent a buffer again; a pool
+        that cannot go for now (a buffer held) wakes no wait (_trimmable)."""
+        if self._ready or not self._trimmable():
             return
         ra = self._ra
         pool = self._dirty and not self._lent
         wide = self._wdirty and not (ra.lent or ra.held or ra.done)
-        if not (pool or wide) or _io_workers():
+        if _io_workers():  # not now; traffic will mark them again
+            self._dirty = self._wdirty = False
             return
         if pool:
             self._pool.madvise(mmap.MADV_DONTNEED)
@@ -1124,6 +1129,16 @@ class Engine:
             self._wpool.madvise(mmap.MADV_DONTNEED)
             self._wdirty = False
         self.trims += 1
+
+    def _trimmable(self) -> bool:
+        """Whether an idle wait could give pages back (see _trim), short of
+        looking for io_uring worker threads: so that a watcher that cannot
+        (a ring not bound, a buffer held for good) is not woken for nothing."""
+        if not self._bound or self._closed or not _MADV_DONTNEED:
+            return False
+        ra = self._ra
+        return ((self._dirty and not self._lent)
+                or (self._wdirty and not (ra.lent or ra.held or ra.done)))
 
     def _stock(self) -> None:
         """Before an enter: widen the window while swap reads are parked and
