@@ -66,8 +66,9 @@ the one the Go original uses:
   nothing came, the region goes when no result points into it, the wide
   buffers when none is lent or holds bytes read ahead. Every receive here is
   a system call of the waiting thread, so nothing writes into them
-  meanwhile. Bench idle: 368 -> 364 bytes per connection, level (quick runs;
-  callgrind micro echo 14,570 -> 14,487 instructions per op).
+  meanwhile. Bench idle: 368 -> 364 bytes per connection, level (quick runs);
+  callgrind micro echo level (14,570 instructions per op before, 14,514
+  after, with the signal check below).
 
 Subclasses supply the facility: ``_register``/``_unregister`` a descriptor,
 ``_poll_once`` (one raw poll), ``_poll`` for ``(fd, readable, writable,

@@ -120,9 +120,10 @@ in the process (a receive the kernel could not arm a poll for, say for want
 of memory, runs in an ``iou-wrk`` thread and copies whenever it likes; a
 shared ring completes receives on any return from a syscall of ours, so it
 trims nothing either). A watcher that could not trim (a buffer held, a
-shared ring) is not woken for it: its waits sleep as long as asked. Bench idle (5000 connections with a pending swap
-read, quick runs): 473 -> 364 bytes of RSS per connection; over the second
-half 375 -> 377, which never counted the pools.
+shared ring) is not woken for it: its waits sleep as long as asked. Bench
+idle (5000 connections with a pending swap read, quick runs): 473 -> 364
+bytes of RSS per connection; over the second half 375 -> 377, which never
+counted the pools.
 
 **Spinning.** A wait that may sleep first enters without waiting, again
 and again, when waits have been short (``base.spin_ns``, 50 us by default):
@@ -1049,7 +1050,8 @@ class Engine:
         lent = self._lent
         if not lent and not self._ra.lent:
             return
-        self._dirty = True  # (a wide buffer lent marks _wdirty: _recycle_wide)
+        if lent:
+            self._dirty = True  # (a wide buffer lent marks _wdirty: _recycle_wide)
         ready = self._ready
         for i in range(2, len(ready), 3):
             if ready[i] is not None:
