@@ -126,6 +126,13 @@ class ReadAhead:
                 self.lent.append(ahead[0])
             self.wide[fd] = 0
 
+    def idle(self) -> bool:
+        """Whether no wide buffer is lent, holds bytes read ahead, or goes
+        with a completion not yet returned: none may be written into or read
+        from until the next receive (an engine may then give their pages
+        back)."""
+        return not (self.lent or self.held or self.done)
+
     def in_use(self) -> List[int]:
         """The wide buffers holding bytes read ahead, lent, or to be lent (a
         scan: for moving to a new ring, and for tests)."""

@@ -329,14 +329,18 @@ class ReadinessEngine(ABC):
             self._trim()
         return out
 
-    def _trimmable(self) -> bool:
-        """Whether pages could go back now (see _trim): so that an engine that
-        cannot (a wide buffer held for good) is not woken for nothing."""
+    def _idle_pools(self) -> Tuple[bool, bool]:
+        """Whether the region's, and the wide buffers', pages could go back
+        now (see _trim)."""
         if self._closed or not _MADV_DONTNEED:
-            return False
-        ra = self._ra
-        return ((self._dirty and not self._swap_used and not self._done)
-                or (self._wdirty and not (ra.lent or ra.held or ra.done)))
+            return False, False
+        return self._dirty and not self._swap_used and not self._done, self._wdirty and self._ra.idle()
+
+    def _trimmable(self) -> bool:
+        """Whether an idle wait could give pages back: so that an engine
+        that cannot (a wide buffer held for good) is not woken for nothing."""
+        region, wide = self._idle_pools()
+        return region or wide
 
     def _trim(self) -> None:
         """The engine has been idle for IDLE_TRIM_NS: give the pages of the
@@ -347,13 +351,13 @@ class ReadinessEngine(ABC):
         when no result points into it, the wide buffers when none is lent or
         holds bytes read ahead. (Every receive here is a system call of the
         thread that waits, so nothing writes into them meanwhile.)"""
-        if not self._trimmable():
+        region, wide = self._idle_pools()
+        if not (region or wide):
             return
-        ra = self._ra
-        if self._dirty and not self._swap_used and not self._done:
+        if region:
             self._swap_map.madvise(mmap.MADV_DONTNEED)
             self._dirty = False
-        if self._wdirty and not (ra.lent or ra.held or ra.done):
+        if wide:
             self._wpool.madvise(mmap.MADV_DONTNEED)
             self._wdirty = False
         self.trims += 1

@@ -1116,11 +1116,11 @@ class Engine:
         arm a poll for runs in one, and copies as it pleases). When one is
         there, the pages stay until traffic has lent a buffer again; a pool
         that cannot go for now (a buffer held) wakes no wait (_trimmable)."""
-        if self._ready or not self._trimmable():
+        if self._ready:
             return
-        ra = self._ra
-        pool = self._dirty and not self._lent
-        wide = self._wdirty and not (ra.lent or ra.held or ra.done)
+        pool, wide = self._idle_pools()
+        if not (pool or wide):
+            return
         if _io_workers():  # not now; traffic will mark them again
             self._dirty = self._wdirty = False
             return
@@ -1132,15 +1132,19 @@ class Engine:
             self._wdirty = False
         self.trims += 1
 
-    def _trimmable(self) -> bool:
-        """Whether an idle wait could give pages back (see _trim), short of
-        looking for io_uring worker threads: so that a watcher that cannot
-        (a ring not bound, a buffer held for good) is not woken for nothing."""
+    def _idle_pools(self) -> Tuple[bool, bool]:
+        """Whether the swap pool's, and the wide pool's, pages could go back
+        now (see _trim), short of looking for io_uring worker threads."""
         if not self._bound or self._closed or not _MADV_DONTNEED:
-            return False
-        ra = self._ra
-        return ((self._dirty and not self._lent)
-                or (self._wdirty and not (ra.lent or ra.held or ra.done)))
+            return False, False
+        return self._dirty and not self._lent, self._wdirty and self._ra.idle()
+
+    def _trimmable(self) -> bool:
+        """Whether an idle wait could give pages back: so that a watcher
+        that cannot (a ring not bound, a buffer held for good) is not woken
+        for nothing."""
+        pool, wide = self._idle_pools()
+        return pool or wide
 
     def _stock(self) -> None:
         """Before an enter: widen the window while swap reads are parked and
