@@ -416,6 +416,22 @@ def columns(head: list[str], rows: list[list], left: int) -> str:
 REFERENCES = ("uvloop", "asyncio-protocol")
 
 
+def round_order(names: list[str]) -> list[str]:
+    """The order of one round of repetitions: each gaio server beside the
+    reference peer it is measured against (the first gaio server, the best
+    engine, beside REFERENCES[0], the next beside REFERENCES[1], ...), chained
+    as G1 R1 R2 G2 G3 R3 ..., then the other servers. main() runs every other
+    round backwards, so each pair runs back to back, and each of the two
+    first as often as the other."""
+    gaio = [n for n in names if n.startswith("gaio-")]
+    refs = [p for p in REFERENCES if p in names]
+    pairs = [[g, r] for g, r in zip(gaio, refs)]
+    for k in range(1, len(pairs), 2):
+        pairs[k].reverse()
+    order = [n for pair in pairs for n in pair]
+    return order + [n for n in names if n not in order]
+
+
 def paired(results: dict) -> dict:
     """gaio against each reference peer, repetition by repetition.
 
@@ -609,13 +625,13 @@ def main(argv=None) -> int:
     try:
         for scenario in chosen_scenarios:
             results[scenario] = {}
-            names = [n for n in chosen_servers if scenario in ONLY_IN.get(n, (scenario,))]
-            # Repetitions go round the servers (A B C A B C ...), not one
+            names = round_order([n for n in chosen_servers if scenario in ONLY_IN.get(n, (scenario,))])
+            # Repetitions go round the servers (A B C C B A A B C ...), not one
             # server's all at once: a slow spell of the machine, or a run that
             # lands in loopback TCP's slow mode (see bench/README.md), then
             # falls on every server alike instead of on one of them.
             for i in range(prof["reps"]):
-                for name in names:
+                for name in names if i % 2 == 0 else names[::-1]:
                     try:
                         res = run_one(name, servers[name], scenario, prof, cpus)
                     except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:

@@ -88,6 +88,24 @@ def test_bench_pairs_repetitions_round_by_round():
     assert "gaio-uring" in text and "1.00 [0.50 1.50]" in text and "0.25" in text
 
 
+def test_bench_runs_each_pair_back_to_back():
+    """bench/run.py's round_order(): each gaio server beside the reference
+    peer it is measured against (the best engine beside uvloop, the next
+    beside asyncio Protocol), then the rest; every server listed once."""
+    run = _bench_module("run")
+    names = ["gaio-uring", "gaio-epoll", "gaio-uring-256k", "asyncio-protocol", "asyncio-streams", "uvloop"]
+    order = run.round_order(names)
+    assert sorted(order) == sorted(names)
+    assert order[:4] == ["gaio-uring", "uvloop", "asyncio-protocol", "gaio-epoll"]
+    # run backwards every other round, each pair is still back to back
+    for seq in (order, order[::-1]):
+        for g, peer in (("gaio-uring", "uvloop"), ("gaio-epoll", "asyncio-protocol")):
+            assert abs(seq.index(g) - seq.index(peer)) == 1
+    assert run.round_order(["uvloop", "gaio-epoll"]) == ["gaio-epoll", "uvloop"]
+    assert run.round_order(["asyncio-streams", "gaio-uring"]) == ["asyncio-streams", "gaio-uring"]  # no pair: as given
+    assert run.round_order([]) == []
+
+
 @pytest.mark.parametrize("backend", gaio.available_backends())
 def test_micro_echo_mode_runs_on_each_engine(backend, capsys):
     """bench/micro.py's echo mode (the echo server's loop on socketpairs, in
