@@ -1,10 +1,12 @@
 """Build hook: the C parts of gaio, each optional.
 
-All metadata lives in pyproject.toml. This file adds two kinds of extension:
+All metadata lives in pyproject.toml. This file adds three kinds of extension:
 
 * ``gaio._uring`` (cffi, API mode): the io_uring engine's C side, only when
   liburing's headers and static library are present; otherwise the epoll (or
   kqueue) engine serves. ``GAIO_NO_URING=1`` skips it.
+* ``gaio.backends._reap`` (plain C, with the compiled twins and the io_uring
+  engine): turns runs of plain CQEs into completions (see its source).
 * compiled twins of the hot modules (mypyc, see ``gaio/_native.py``): each
   source in ``NATIVE_SOURCES`` is copied to ``_native_<name>.py`` beside it,
   stamped with the source's SHA-256, and compiled. ``GAIO_NO_MYPYC=1`` skips
@@ -21,7 +23,7 @@ import platform
 import re
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -258,6 +260,8 @@ if os.environ.get("GAIO_NO_URING") == "1":
     _warn("gaio: GAIO_NO_URING=1, io_uring engine disabled; epoll serves")
 elif _uring_available():
     kwargs["cffi_modules"] = ["build_uring.py:ffibuilder"]
+    if kwargs["ext_modules"]:  # the compiled io_uring engine's completion fast path (gaio/backends/_reap.c)
+        kwargs["ext_modules"].append(Extension("gaio.backends._reap", ["gaio/backends/_reap.c"]))
 elif sys.platform.startswith("linux"):
     _warn(WARNING)
 

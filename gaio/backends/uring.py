@@ -16,6 +16,15 @@ call, or a bytes' address). They become one array of 64-bit words
 prepares them, submits (in chunks when the SQ fills), waits and copies up to
 4096 CQEs out. A lone queued op skips both arrays: ``gaio_enter1`` takes its
 words and memory as arguments (about 300 ns less per wait at low load).
+The CQEs copied out become the front end's (token, res, memory) in
+``_process``; with the compiled twin, runs of plain ones (bytes moved, nothing
+to note) go through ``_reap.process``, a small CPython extension
+(``gaio/backends/_reap.c``), which stops at any other and leaves it to the
+Python loop, so completions keep their order. That loop cost about 700
+instructions a completion compiled, most of them boxing the CQE's two words
+into ints; micro echo 13,124 -> 12,393 instructions per echoed message
+(callgrind), and in conc100 the server's user time per message fell by a
+tenth (1.42 -> 1.29 us, medians of 8 alternating pairs).
 
 **Provided buffers (swap reads).** ``recv(buf=None)`` sets
 ``IOSQE_BUFFER_SELECT``: the kernel takes a buffer from our buffer ring only
@@ -337,6 +346,24 @@ def _bytes_data_offset() -> int:
 _BYTES_AT: Final = _bytes_data_offset()
 
 
+def _fast_path() -> Any:
+    """``_reap.process``, the C fast path of Engine._process, configured with
+    the CQE layout above; None in the Python source (the pure build tests the
+    Python loop), or where it was not built."""
+    if not __name__.rpartition(".")[2].startswith("_native_"):
+        return None
+    try:
+        from . import _reap  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _reap.configure(_KIND_SHIFT, _FD_MASK, _COMPACT, _RES_SHIFT, _F_BUFFER, _BID_SHIFT, _BID_MASK,
+                    _RECV, _RECV_SELECT, _SEND)
+    return _reap.process
+
+
+_FAST: Final[Any] = _fast_path()
+
+
 def _words(kind: int) -> int:
     """The words of a queued record of ``kind`` (gaio_words in build_uring.py)."""
     if kind in (_RECV_SELECT, _RECV_SELECT_NOW, _RECV_WIDE, _RECV_WIDE_NOW):
@@ -443,6 +470,9 @@ class Engine:
         self._enter: Callable[..., int] = lib.gaio_enter
         self._enter1: Callable[..., int] = lib.gaio_enter1
         self._unpack: Callable[..., Any] = ffi.unpack
+        # the C fast path of _process, with the compiled twin only: the
+        # Python source keeps its own loop whole, so the pure build tests it
+        self._fast: Any = _FAST
         self._c_null: Any = ffi.NULL
         self._cancelled: set = set()
         # Swap reads parked (-ENOBUFS): the set says which, the deque their order.
@@ -501,6 +531,7 @@ class Engine:
         self._wfree = 0
         # gaio_enter's arrays, owned here; its struct points at them
         self._cq = ffi.new("int64_t[]", 2 * CQE_BATCH)
+        self._cq_view = memoryview(ffi.buffer(self._cq))  # (for _reap.process)
         self._bids = ffi.new("uint16_t[]", self._nbufs)
         self._recs = ffi.new("uint64_t[]", 4 * 256)
         self._recs_cap = 4 * 256
@@ -896,11 +927,30 @@ class Engine:
                 return rv
 
     def _process(self, n: int, out: List[Any]) -> None:
+        """Turn the ``n`` CQEs in ``_cq`` into completions appended to ``out``
+        (token, res, mem each), in order: the C fast path (``_reap``) takes
+        runs of plain ones, _process_range each one it stops at."""
+        fast = self._fast
+        if fast is None:
+            self._process_range(0, n, out)
+            return
+        i = 0
+        while i < n:
+            if not (self._cancelled or self._reset):  # (it knows neither: see _reap.c)
+                i = fast(self._cq_view, i, n, self._ops, self._pins, self._views, self._ra.wide,
+                         self._entry, self._wide_on, self._lent, out)
+                if i >= n:
+                    return
+            self._process_range(i, i + 1, out)
+            i += 1
+
+    def _process_range(self, start: int, end: int, out: List[Any]) -> None:
+        """_process for CQEs ``start`` to ``end - 1``, in Python."""
         ops, cancelled, views = self._ops, self._cancelled, self._views
         # one list of 2n ints (see gaio_reap); typed, so that the compiled
         # twin compares and shifts machine ints
-        cq: List[int] = self._unpack(self._cq, 2 * n)
-        for i in range(0, 2 * n, 2):
+        cq: List[int] = self._unpack(self._cq + 2 * start, 2 * (end - start))
+        for i in range(0, 2 * (end - start), 2):
             who = cq[i]
             word = cq[i + 1]
             res = word >> _RES_SHIFT  # floor shift: negative results come out right
