@@ -44,7 +44,7 @@ stress: install
 	PYTHONMALLOC=debug $(VPY) -X dev -m pytest -q -o timeout=0 \
 	  -W error::ResourceWarning -W error::pytest.PytestUnraisableExceptionWarning \
 	  tests/test_model.py tests/test_faults.py tests/test_regressions.py tests/test_uring_engine.py \
-	  tests/test_readiness_engine.py
+	  tests/test_readiness_engine.py tests/test_reap.py
 	$(VPY) bench/soak.py --cycles 20000 --ops 1000000
 
 bench: system-deps $(VPY)
