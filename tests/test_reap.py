@@ -145,8 +145,12 @@ def test_bad_calls_raise():
         _reap.process(words, 0, 2, s.ops, s.pins, s.views, s.wide, ENTRY, True, s.lent, s.out)
     with pytest.raises(ValueError):
         _reap.process(words, 2, 1, s.ops, s.pins, s.views, s.wide, ENTRY, True, s.lent, s.out)
-    with pytest.raises(ValueError):
-        _reap.configure(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="kind_shift"):
+        _reap.configure(0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="res_shift"):
+        _reap.configure(28, 0, 0, 63, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="bid_shift"):
+        _reap.configure(28, 0, 0, 19, 0, -1, 0, 0, 0, 0)
 
 
 def test_the_compiled_engine_uses_it():

@@ -44,9 +44,13 @@ configure(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "LLLLLLLLLL:configure", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
                           &v[6], &v[7], &v[8], &v[9]))
         return NULL;
-    if (v[0] < 1 || v[0] > 62 || v[3] < 1 || v[3] > 62 || v[5] < 0 || v[5] > 62) {
-        PyErr_SetString(PyExc_ValueError, "configure: a shift out of range");
-        return NULL;
+    static const char *const shifts[] = {"kind_shift", NULL, NULL, "res_shift", NULL, "bid_shift"};
+    for (int k = 0; k < 6; k++) {
+        if (shifts[k] != NULL && (v[k] < (k == 5 ? 0 : 1) || v[k] > 62)) {
+            PyErr_Format(PyExc_ValueError, "configure: %s must be from %d to 62, not %lld", shifts[k],
+                         k == 5 ? 0 : 1, v[k]);
+            return NULL;
+        }
     }
     K.kind_shift = (int)v[0];
     K.fd_mask = v[1];

@@ -936,11 +936,13 @@ class Engine:
             return
         i = 0
         while i < n:
-            if not (self._cancelled or self._reset):  # (it knows neither: see _reap.c)
-                i = fast(self._cq_view, i, n, self._ops, self._pins, self._views, self._ra.wide,
-                         self._entry, self._wide_on, self._lent, out)
-                if i >= n:
-                    return
+            if self._cancelled or self._reset:  # it knows neither (see _reap.c): Python for the rest
+                self._process_range(i, n, out)
+                return
+            i = fast(self._cq_view, i, n, self._ops, self._pins, self._views, self._ra.wide,
+                     self._entry, self._wide_on, self._lent, out)
+            if i >= n:
+                return
             self._process_range(i, i + 1, out)
             i += 1
 
