@@ -436,8 +436,9 @@ def paired(results: dict) -> dict:
     """gaio against each reference peer, repetition by repetition.
 
     Repetitions go round the servers, so rep i of every server ran in the same
-    round, minutes apart at most: the ratio within a round cancels most of the
-    host's drift, which moves every server's absolute figures by up to a third
+    round, minutes apart at most (a gaio server and the peer it is measured
+    against back to back: round_order): the ratio within a round cancels most
+    of the host's drift, which moves every server's absolute figures by up to a third
     over a day. Per scenario, gaio server and peer, over the rounds where both
     measured: CPU per message and msgs/s as gaio / peer, p50 as gaio - peer in
     microseconds, idle RSS per connection as gaio / peer; each as median, min, max, n.
